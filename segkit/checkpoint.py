@@ -1,0 +1,110 @@
+"""Checkpoint reading and writing: safe loading, clear mismatch reports, atomic saves."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+import torch.nn as nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint does not fit the model it is loaded into."""
+
+
+def load_file(path: str, map_location: Union[str, torch.device] = 'cpu', weights_only: bool = True) -> Any:
+    """``torch.load`` with ``weights_only=True`` by default and a clear error for a missing or remote file."""
+    if str(path).startswith(('http://', 'https://')):
+        raise FileNotFoundError(
+            f'segkit never downloads weights: {path} is a URL. Download it yourself, then point the config '
+            f'at the local file (e.g. init_cfg=dict(type="Pretrained", checkpoint="/path/to/file.pth") '
+            f'or load_from="/path/to/file.pth").')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ... for corrupt files
+        hint = (' It holds objects beyond tensors and plain containers; if you trust its source, '
+                'load it with weights_only=False.' if weights_only and 'weights_only' in str(e) else '')
+        raise CheckpointError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}.{hint}') from e
+
+
+def extract_state_dict(checkpoint: Any, prefix: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """The tensors of a checkpoint: a bare state_dict or ``{'state_dict'|'model': ...}``; ``module.`` stripped.
+
+    ``prefix`` keeps only keys under it, with the prefix removed (e.g. ``'backbone.'``).
+    """
+    if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
+        checkpoint = checkpoint['state_dict']
+    elif isinstance(checkpoint, dict) and 'model' in checkpoint and isinstance(checkpoint['model'], dict):
+        checkpoint = checkpoint['model']
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'expected a state_dict (a dict of tensors), got {type(checkpoint).__name__}')
+    state = OrderedDict()
+    for key, value in checkpoint.items():
+        while key.startswith('module.'):
+            key = key[len('module.'):]
+        state[key] = value
+    if prefix:
+        state = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+        if not state:
+            raise CheckpointError(f'the checkpoint has no keys under the prefix {prefix!r}')
+    return state
+
+
+def load_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], strict: bool = True,
+                    source: str = 'checkpoint') -> Dict[str, List[str]]:
+    """Load ``state_dict`` into ``model``, reporting missing, unexpected and wrong-shape keys together.
+
+    With ``strict=True`` any such key raises :class:`CheckpointError` naming all of them; otherwise the
+    matching tensors are loaded and the report is returned.
+    """
+    own = model.state_dict()
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+                  for k, v in state_dict.items() if k in own and hasattr(v, 'shape') and v.shape != own[k].shape]
+    loadable = {k: v for k, v in state_dict.items() if k in own and (not hasattr(v, 'shape') or v.shape == own[k].shape)}
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    report = dict(missing_keys=missing, unexpected_keys=unexpected, shape_mismatch=mismatched)
+    problems = []
+    for title, keys in (('missing keys (in the model, not in the checkpoint)', missing),
+                        ('unexpected keys (in the checkpoint, not in the model)', unexpected),
+                        ('shape mismatches', mismatched)):
+        if keys:
+            shown = '\n    '.join(keys[:20]) + (f'\n    ... and {len(keys) - 20} more' if len(keys) > 20 else '')
+            problems.append(f'  {len(keys)} {title}:\n    {shown}')
+    if problems and strict:
+        raise CheckpointError(f'{source} does not match {type(model).__name__}:\n' + '\n'.join(problems) +
+                              '\n(pass strict=False to load the matching tensors only)')
+    model.load_state_dict(loadable, strict=False)
+    return report
+
+
+def load_checkpoint(model: nn.Module, filename: str, map_location: Union[str, torch.device] = 'cpu',
+                    strict: bool = True, prefix: Optional[str] = None, weights_only: bool = True) -> Any:
+    """Load weights from ``filename`` into ``model``; returns the raw checkpoint (for its ``meta``)."""
+    checkpoint = load_file(filename, map_location, weights_only)
+    load_state_dict(model, extract_state_dict(checkpoint, prefix), strict=strict, source=filename)
+    return checkpoint
+
+
+def save_checkpoint(obj: Any, path: str) -> None:
+    """Write ``obj`` with ``torch.save`` to a temporary file beside ``path``, then rename it into place.
+
+    An interruption mid-write leaves the previous file at ``path`` intact.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.pth', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

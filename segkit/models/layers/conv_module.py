@@ -1,0 +1,64 @@
+"""Conv -> norm -> activation block with MMCV ``ConvModule``'s state-dict names (``conv``, ``bn``/``gn``)."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .norm import build_norm_layer
+
+ACTIVATIONS = {'ReLU': nn.ReLU, 'GELU': nn.GELU, 'LeakyReLU': nn.LeakyReLU, 'PReLU': nn.PReLU,
+               'Sigmoid': nn.Sigmoid, 'Tanh': nn.Tanh, 'SiLU': nn.SiLU, 'Swish': nn.SiLU, 'HSwish': nn.Hardswish}
+
+
+def build_activation_layer(cfg: dict) -> nn.Module:
+    cfg = dict(cfg)
+    act_type = cfg.pop('type')
+    if act_type not in ACTIVATIONS:
+        raise KeyError(f'unknown activation type {act_type!r}; choose one of {sorted(ACTIVATIONS)}')
+    if act_type in ('GELU', 'Sigmoid', 'Tanh', 'PReLU'):
+        cfg.pop('inplace', None)
+    return ACTIVATIONS[act_type](**cfg)
+
+
+class ConvModule(nn.Module):
+    """A 2-D convolution followed by optional normalisation and activation.
+
+    ``bias='auto'`` drops the conv bias when a norm layer follows, as MMCV does.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Union[int, Tuple[int, int]],
+                 stride: int = 1, padding: int = 0, dilation: int = 1, groups: int = 1,
+                 bias: Union[bool, str] = 'auto', conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = None, act_cfg: Optional[dict] = dict(type='ReLU'),
+                 inplace: bool = True) -> None:
+        super().__init__()
+        if conv_cfg not in (None, dict(type='Conv2d'), dict(type='Conv')):
+            raise ValueError(f'unsupported conv_cfg {conv_cfg}: only plain Conv2d is available')
+        self.with_norm = norm_cfg is not None
+        self.with_activation = act_cfg is not None
+        if bias == 'auto':
+            bias = not self.with_norm
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias)
+        self.norm_name = None
+        if self.with_norm:
+            self.norm_name, norm = build_norm_layer(norm_cfg, out_channels)
+            self.add_module(self.norm_name, norm)
+        if self.with_activation:
+            act_cfg = dict(act_cfg)
+            if act_cfg['type'] not in ('GELU', 'Sigmoid', 'Tanh', 'PReLU'):
+                act_cfg.setdefault('inplace', inplace)
+            self.activate = build_activation_layer(act_cfg)
+
+    @property
+    def norm(self) -> Optional[nn.Module]:
+        return getattr(self, self.norm_name) if self.norm_name else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.with_norm:
+            x = self.norm(x)
+        if self.with_activation:
+            x = self.activate(x)
+        return x
