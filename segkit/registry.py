@@ -12,6 +12,7 @@ import inspect
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 _BUILTINS_LOADED = False
+SCOPES = ('mmseg', 'mmengine', 'mmcv', 'mmdet', 'mmpretrain', 'segkit')
 
 
 def import_builtin_modules() -> None:
@@ -81,7 +82,12 @@ class Registry:
             self._modules[key] = obj
 
     def get(self, name: str, default: Any = ...) -> Any:
-        """Return the class registered as ``name``; a miss raises KeyError unless ``default`` is given."""
+        """Return the class registered as ``name``; a miss raises KeyError unless ``default`` is given.
+
+        An MMEngine scope prefix (``'mmseg.SegformerHead'``, ``'mmengine.AdamW'``) is accepted and ignored.
+        """
+        if isinstance(name, str) and '.' in name and name.split('.', 1)[0] in SCOPES:
+            name = name.split('.', 1)[1]
         if name not in self._modules:
             import_builtin_modules()
         if name in self._modules:

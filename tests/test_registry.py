@@ -1,0 +1,79 @@
+"""Registry: register/build, unknown types, duplicates, aliases and scopes."""
+import pytest
+import torch.nn as nn
+
+from segkit.registry import BACKBONES, HEADS, LOSSES, MODELS, NECKS, OPTIMIZERS, SEGMENTORS, Registry
+
+
+def test_register_as_decorator_and_call_then_build():
+    reg = Registry('things')
+
+    @reg.register_module()
+    class Alpha:
+        def __init__(self, x=1, y=2):
+            self.x, self.y = x, y
+
+    reg.register_module(name=['Beta', 'Gamma'], module=Alpha)
+    obj = reg.build(dict(type='Alpha', x=5), default_args=dict(y=7, x=0))
+    assert (obj.x, obj.y) == (5, 7)
+    assert isinstance(reg.build(dict(type='Gamma')), Alpha)
+    assert isinstance(reg.build(dict(type=Alpha)), Alpha)           # a class as type
+    assert 'Beta' in reg and 'Delta' not in reg
+    assert reg.keys() == ['Alpha', 'Beta', 'Gamma']
+    cfg = dict(type='Alpha', x=3)
+    reg.build(cfg)
+    assert cfg == dict(type='Alpha', x=3)                           # the config is not mutated
+
+
+def test_unknown_type_names_registry_suggestions_and_how_to_register():
+    reg = Registry('models_test')
+    reg.register_module(name='SegformerHead', module=type('H', (), {}))
+    with pytest.raises(KeyError) as e:
+        reg.build(dict(type='SegFormerHead'))
+    msg = str(e.value)
+    assert "'models_test'" in msg and "Did you mean 'SegformerHead'" in msg
+    assert 'register_module' in msg and 'custom_imports' in msg
+
+
+def test_duplicate_name_is_an_error_unless_forced():
+    reg = Registry('dups')
+
+    @reg.register_module()
+    class A:
+        pass
+
+    with pytest.raises(KeyError, match='already registered'):
+        @reg.register_module(name='A')
+        class Other:
+            pass
+
+    @reg.register_module(name='A', force=True)
+    class Replacement:
+        pass
+    assert reg.get('A') is Replacement
+
+
+def test_missing_type_and_bad_args_are_clear():
+    reg = Registry('r')
+    reg.register_module(module=type('K', (), {'__init__': lambda self, a: None}))
+    with pytest.raises(KeyError, match='no "type" key'):
+        reg.build(dict(a=1))
+    with pytest.raises(TypeError, match='building K failed'):
+        reg.build(dict(type='K', b=2))
+
+
+def test_mmseg_0x_and_1x_decorators_share_one_namespace():
+    assert BACKBONES is MODELS and HEADS is MODELS and NECKS is MODELS and LOSSES is MODELS and SEGMENTORS is MODELS
+
+    @BACKBONES.register_module()
+    class OldStyleRegistryTestBackbone(nn.Module):
+        pass
+    assert MODELS.get('OldStyleRegistryTestBackbone') is OldStyleRegistryTestBackbone
+    del MODELS._modules['OldStyleRegistryTestBackbone']
+
+
+def test_scope_prefix_and_torch_optimizers():
+    assert OPTIMIZERS.get('AdamW').__module__.startswith('torch.optim')
+    assert OPTIMIZERS.get('mmengine.SGD') is OPTIMIZERS.get('SGD')
+    opt = OPTIMIZERS.build(dict(type='SGD', lr=0.1), default_args=dict(params=nn.Linear(2, 2).parameters()))
+    assert opt.defaults['lr'] == 0.1
