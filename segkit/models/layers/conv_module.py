@@ -13,6 +13,7 @@ ACTIVATIONS = {'ReLU': nn.ReLU, 'GELU': nn.GELU, 'LeakyReLU': nn.LeakyReLU, 'PRe
 
 
 def build_activation_layer(cfg: dict) -> nn.Module:
+    """An activation from an ``act_cfg`` like ``dict(type='ReLU', inplace=True)`` (``inplace`` dropped if unused)."""
     cfg = dict(cfg)
     act_type = cfg.pop('type')
     if act_type not in ACTIVATIONS:
@@ -20,6 +21,13 @@ def build_activation_layer(cfg: dict) -> nn.Module:
     if act_type in ('GELU', 'Sigmoid', 'Tanh', 'PReLU'):
         cfg.pop('inplace', None)
     return ACTIVATIONS[act_type](**cfg)
+
+
+def build_conv_layer(cfg: Optional[dict], *args, **kwargs) -> nn.Conv2d:
+    """``nn.Conv2d(*args, **kwargs)``; ``cfg`` is MMCV's ``conv_cfg``, of which only plain convolution exists here."""
+    if cfg not in (None, dict(type='Conv2d'), dict(type='Conv')):
+        raise ValueError(f'unsupported conv_cfg {cfg}: only plain Conv2d (conv_cfg=None) is available')
+    return nn.Conv2d(*args, **kwargs)
 
 
 class ConvModule(nn.Module):
@@ -34,13 +42,12 @@ class ConvModule(nn.Module):
                  norm_cfg: Optional[dict] = None, act_cfg: Optional[dict] = dict(type='ReLU'),
                  inplace: bool = True) -> None:
         super().__init__()
-        if conv_cfg not in (None, dict(type='Conv2d'), dict(type='Conv')):
-            raise ValueError(f'unsupported conv_cfg {conv_cfg}: only plain Conv2d is available')
         self.with_norm = norm_cfg is not None
         self.with_activation = act_cfg is not None
         if bias == 'auto':
             bias = not self.with_norm
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias)
+        self.conv = build_conv_layer(conv_cfg, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                                     groups, bias=bias)
         self.norm_name = None
         if self.with_norm:
             self.norm_name, norm = build_norm_layer(norm_cfg, out_channels)
@@ -50,10 +57,23 @@ class ConvModule(nn.Module):
             if act_cfg['type'] not in ('GELU', 'Sigmoid', 'Tanh', 'PReLU'):
                 act_cfg.setdefault('inplace', inplace)
             self.activate = build_activation_layer(act_cfg)
+        self.act_cfg = act_cfg
+        self.init_weights()
 
     @property
     def norm(self) -> Optional[nn.Module]:
         return getattr(self, self.norm_name) if self.norm_name else None
+
+    def init_weights(self) -> None:
+        """MMCV's default, also applied at construction: Kaiming-normal (fan_out) conv, norm weight 1 / bias 0."""
+        leaky = self.with_activation and self.act_cfg['type'] == 'LeakyReLU'
+        nonlinearity, slope = ('leaky_relu', self.act_cfg.get('negative_slope', 0.01)) if leaky else ('relu', 0)
+        nn.init.kaiming_normal_(self.conv.weight, a=slope, mode='fan_out', nonlinearity=nonlinearity)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
+        if self.with_norm and getattr(self.norm, 'weight', None) is not None:
+            nn.init.ones_(self.norm.weight)
+            nn.init.zeros_(self.norm.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
