@@ -44,6 +44,8 @@ class AmpOptimWrapper(OptimWrapper):
         self.loss_scaler: Optional[torch.amp.GradScaler] = None
         if self.cast_dtype == torch.float16:
             self.loss_scaler = self._build_loss_scaler(loss_scale)
+        logger.info('AmpOptimWrapper: autocast to %s on %s, %s', self.cast_dtype, self.device_type,
+                    'with loss scaling' if self.loss_scaler else 'no loss scaling')
 
     def _resolve_dtype(self, dtype: Union[str, torch.dtype, None]) -> torch.dtype:
         if dtype is None:

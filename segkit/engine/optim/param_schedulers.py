@@ -19,11 +19,16 @@ import logging
 import math
 from typing import List, Optional, Sequence, Union
 
+from torch.optim import Optimizer
+
 from segkit.registry import PARAM_SCHEDULERS
+
+from .optim_wrapper import OptimWrapper
 
 logger = logging.getLogger('segkit')
 
 INF = int(1e9)  # MMEngine's "no end"
+Optimizable = Union[OptimWrapper, Optimizer]
 
 
 class ParamScheduler:
@@ -40,7 +45,7 @@ class ParamScheduler:
     param_name = 'lr'
     epoch_based_fields: Sequence[str] = ()  # arguments counted in epochs when by_epoch=True, besides begin/end
 
-    def __init__(self, optimizer, begin: int = 0, end: int = INF, by_epoch: bool = True,
+    def __init__(self, optimizer: Optimizable, begin: int = 0, end: int = INF, by_epoch: bool = True,
                  verbose: bool = False) -> None:
         if end <= begin:
             raise ValueError(f'{type(self).__name__}: end must be larger than begin, got begin={begin}, end={end}')
@@ -93,7 +98,8 @@ class LinearLR(ParamScheduler):
     """Scale the lr linearly from ``start_factor`` to ``end_factor`` times its initial value over the
     window, reaching ``end_factor`` at iteration ``end - 1``."""
 
-    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, **kwargs) -> None:
+    def __init__(self, optimizer: Optimizable, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 **kwargs) -> None:
         if not 0 < start_factor <= 1:
             raise ValueError(f'LinearLR: start_factor must be in (0, 1], got {start_factor}')
         if not 0 <= end_factor <= 1:
@@ -116,7 +122,7 @@ class PolyLR(ParamScheduler):
     """Polynomial decay to ``eta_min``, reached at iteration ``end - 1``:
     ``lr_i = (lr_0 - eta_min) * (1 - i / (end - begin - 1)) ** power + eta_min``."""
 
-    def __init__(self, optimizer, eta_min: float = 0.0, power: float = 1.0, **kwargs) -> None:
+    def __init__(self, optimizer: Optimizable, eta_min: float = 0.0, power: float = 1.0, **kwargs) -> None:
         self.eta_min = eta_min
         self.power = power
         self.total_iters = kwargs.get('end', INF) - kwargs.get('begin', 0) - 1
@@ -136,7 +142,7 @@ class CosineAnnealingLR(ParamScheduler):
 
     epoch_based_fields = ('T_max',)
 
-    def __init__(self, optimizer, T_max: Optional[int] = None, eta_min: Optional[float] = None,
+    def __init__(self, optimizer: Optimizable, T_max: Optional[int] = None, eta_min: Optional[float] = None,
                  eta_min_ratio: Optional[float] = None, **kwargs) -> None:
         if eta_min is not None and eta_min_ratio is not None:
             raise ValueError('CosineAnnealingLR: set eta_min or eta_min_ratio, not both')
@@ -165,7 +171,7 @@ class StepLR(ParamScheduler):
 
     epoch_based_fields = ('step_size',)
 
-    def __init__(self, optimizer, step_size: int, gamma: float = 0.1, **kwargs) -> None:
+    def __init__(self, optimizer: Optimizable, step_size: int, gamma: float = 0.1, **kwargs) -> None:
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, **kwargs)
@@ -183,7 +189,7 @@ class MultiStepLR(ParamScheduler):
 
     epoch_based_fields = ('milestones',)
 
-    def __init__(self, optimizer, milestones: Sequence[int], gamma: float = 0.1, **kwargs) -> None:
+    def __init__(self, optimizer: Optimizable, milestones: Sequence[int], gamma: float = 0.1, **kwargs) -> None:
         self.milestones = {m: list(milestones).count(m) for m in milestones}
         self.gamma = gamma
         super().__init__(optimizer, **kwargs)
@@ -197,7 +203,7 @@ class MultiStepLR(ParamScheduler):
 class ConstantLR(ParamScheduler):
     """Multiply the lr by ``factor`` from ``begin``; restore it at iteration ``end - 1``."""
 
-    def __init__(self, optimizer, factor: float = 1.0 / 3, **kwargs) -> None:
+    def __init__(self, optimizer: Optimizable, factor: float = 1.0 / 3, **kwargs) -> None:
         if not 0 < factor <= 1:
             raise ValueError(f'ConstantLR: factor must be in (0, 1], got {factor}')
         self.factor = factor
@@ -216,7 +222,7 @@ class ConstantLR(ParamScheduler):
 class ExponentialLR(ParamScheduler):
     """Multiply the lr by ``gamma`` at every iteration of the window after the first."""
 
-    def __init__(self, optimizer, gamma: float, **kwargs) -> None:
+    def __init__(self, optimizer: Optimizable, gamma: float, **kwargs) -> None:
         self.gamma = gamma
         super().__init__(optimizer, **kwargs)
 
@@ -239,7 +245,7 @@ def _to_iterations(cfg: dict, scheduler_cls: type, epoch_length: int) -> dict:
     return cfg
 
 
-def build_param_schedulers(optim_wrapper, cfgs: Union[List[dict], dict, None], max_iters: int,
+def build_param_schedulers(optim_wrapper: Optimizable, cfgs: Union[List[dict], dict, None], max_iters: int,
                            epoch_length: Optional[int] = None) -> List[ParamScheduler]:
     """Schedulers from a config's ``param_scheduler`` (one dict or a list), applied to ``optim_wrapper``.
 

@@ -1,4 +1,5 @@
-"""Normalisation layers from ``norm_cfg`` dicts, with MMCV's attribute names (``bn``, ``gn``, ``ln``)."""
+"""Normalisation layers from ``norm_cfg`` dicts, with MMCV's attribute names (``bn``, ``gn``, ``ln``), and a
+SyncBatchNorm that also synchronises across CPU processes (plus BN <-> SyncBN conversion helpers)."""
 from __future__ import annotations
 
 import warnings
