@@ -171,5 +171,7 @@ class BaseDecodeHead(nn.Module):
     def predict_by_feat(self, seg_logits: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         """Resize logits to the batch's padded input size (``pad_shape``, else ``img_shape``)."""
         meta = batch_img_metas[0]
-        size = meta['pad_shape'] if meta.get('pad_shape') is not None else meta['img_shape']
+        size = meta['pad_shape'] if meta.get('pad_shape') is not None else meta.get('img_shape')
+        if size is None:
+            raise KeyError(f'image metas need img_shape (or pad_shape) to size the logits; got keys {sorted(meta)}')
         return resize(seg_logits, tuple(size)[:2], mode='bilinear', align_corners=self.align_corners)
