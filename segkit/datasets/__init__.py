@@ -1,1 +1,13 @@
-"""Datasets, transforms and samplers."""
+"""Datasets, transforms, samplers, collate and dataloader building."""
+from .ade import ADE20KDataset
+from .base_dataset import BaseSegDataset
+from .camvid import CamVidDataset
+from .cityscapes import CityscapesDataset
+from .collate import collate
+from .dataloader import build_dataloader
+from .dataset_wrappers import ConcatDataset, RepeatDataset
+from .samplers import DefaultSampler, InfiniteSampler
+from .voc import PascalVOCDataset
+
+__all__ = ['BaseSegDataset', 'ADE20KDataset', 'CityscapesDataset', 'PascalVOCDataset', 'CamVidDataset',
+           'ConcatDataset', 'RepeatDataset', 'DefaultSampler', 'InfiniteSampler', 'collate', 'build_dataloader']
