@@ -61,16 +61,19 @@ def test_hf_cli_reproduces_hf_logits(hf_ref, tmp_path):
 
 def test_hf_torch_file_and_5x_names_give_the_same_weights(hf_ref, tmp_path):
     state = hf_ref['state_dict']
-    torch.save(state, tmp_path / 'pytorch_model.bin')
-    loaded, _ = hf2segkit.load_source(str(tmp_path / 'pytorch_model.bin'))
-    converted, model_cfg = hf2segkit.convert(loaded)
+    src = str(tmp_path / 'pytorch_model.bin')
+    torch.save(dict(state_dict=state, config=hf_ref['config']), src)
+    loaded, embedded = hf2segkit.load_source(src)
+    hf_config = hf2segkit.read_hf_config(src, None, embedded)  # no config.json beside: the embedded one
+    assert hf2segkit.class_names(hf_config, 19)[18] == 'LABEL_18'
+    converted, model_cfg = hf2segkit.convert(loaded, hf_config)
     renamed = OrderedDict()
     for key, value in state.items():
         for pattern, replacement in HF4_TO_HF5:
             key = re.sub(pattern, replacement, key)
         renamed[key] = value
     assert any('stages.0.blocks.0.attention.q_proj' in k for k in renamed)
-    converted_5x, model_cfg_5x = hf2segkit.convert(renamed)
+    converted_5x, model_cfg_5x = hf2segkit.convert(renamed, hf_config)
     assert model_cfg_5x == model_cfg and list(converted_5x) == list(converted)
     for key in converted:
         assert torch.equal(converted[key], converted_5x[key]), key

@@ -102,17 +102,19 @@ def convert(state: StateDict, hf_config: Optional[dict] = None) -> tuple:
     return converted, segformer_config(backbone_cfg, head, hf_config.get('classifier_dropout_prob', 0.1))
 
 
-def read_hf_config(src: str, explicit: Optional[str], extras: dict) -> Optional[dict]:
+def read_hf_config(src: str, explicit: Optional[str], embedded: Optional[dict]) -> Optional[dict]:
+    """The HF config: ``explicit``, else ``config.json`` beside ``src``, else the one embedded in ``src``."""
     path = explicit or os.path.join(os.path.dirname(os.path.abspath(src)), 'config.json')
     if os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
     if explicit:
         raise FileNotFoundError(f'--hf-config {explicit} not found')
-    return extras.get('config') if isinstance(extras.get('config'), dict) else None
+    return embedded
 
 
 def class_names(hf_config: Optional[dict], num_classes: int) -> Optional[list]:
+    """Class names from the HF config's ``id2label`` (None when absent or of another length)."""
     id2label = (hf_config or {}).get('id2label')
     if not id2label or len(id2label) != num_classes:
         return None
@@ -127,8 +129,8 @@ def main() -> None:
     parser.add_argument('--hf-config', help='the HF config.json (default: config.json beside SRC, if any)')
     args = parser.parse_args()
 
-    state, extras = load_source(args.src)
-    hf_config = read_hf_config(args.src, args.hf_config, extras)
+    state, embedded_config = load_source(args.src)
+    hf_config = read_hf_config(args.src, args.hf_config, embedded_config)
     converted, model_cfg = convert(state, hf_config)
     if model_cfg is None:
         if args.config_out:

@@ -31,19 +31,19 @@ DATA_PREPROCESSOR = dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.
                          bgr_to_rgb=True, pad_val=0, seg_pad_val=255)
 
 
-def load_source(path: str) -> Tuple[StateDict, dict]:
-    """The tensors of ``path`` (``.safetensors``, or a torch file read with ``weights_only=True``) and, for a
-    torch file holding a dict, its non-tensor entries (e.g. an embedded HF ``config``)."""
+def load_source(path: str) -> Tuple[StateDict, Optional[dict]]:
+    """The tensors of ``path`` (``.safetensors``, or a torch file read with ``weights_only=True``) and the HF
+    ``config`` dict a torch file may hold beside its ``state_dict`` (else None)."""
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file as load_safetensors
         if not os.path.isfile(path):
             raise FileNotFoundError(f'checkpoint file not found: {path}')
-        return OrderedDict(load_safetensors(path)), {}
+        return OrderedDict(load_safetensors(path)), None
     checkpoint = load_file(path)
-    extras = {k: v for k, v in checkpoint.items() if not isinstance(v, (torch.Tensor, dict)) or k == 'config'} \
-        if isinstance(checkpoint, dict) else {}
+    config = checkpoint.get('config') if isinstance(checkpoint, dict) else None
     state = extract_state_dict(checkpoint)
-    return OrderedDict((k, v) for k, v in state.items() if isinstance(v, torch.Tensor)), extras
+    return (OrderedDict((k, v) for k, v in state.items() if isinstance(v, torch.Tensor)),
+            config if isinstance(config, dict) else None)
 
 
 def rename(key: str, rules: List[Tuple[str, str]]) -> str:

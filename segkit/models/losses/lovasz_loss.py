@@ -55,7 +55,7 @@ def lovasz_softmax_flat(probs: torch.Tensor, labels: torch.Tensor, classes: Clas
     return torch.stack(losses).mean()
 
 
-def _valid(x: torch.Tensor, labels: torch.Tensor, ignore_index: Optional[int]):
+def _flatten_valid(x: torch.Tensor, labels: torch.Tensor, ignore_index: Optional[int]):
     """Flatten (N, C, H, W) or (N, H, W) values to (P, C) / (P,) with the ignored pixels removed."""
     x = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() == 4 else x.reshape(-1)
     labels = labels.reshape(-1)
@@ -102,7 +102,7 @@ class LovaszLoss(nn.Module):
 
     def _flat_loss(self, scores: torch.Tensor, labels: torch.Tensor, ignore_index: Optional[int],
                    class_weight: Optional[torch.Tensor]) -> torch.Tensor:
-        scores, labels = _valid(scores, labels, ignore_index)
+        scores, labels = _flatten_valid(scores, labels, ignore_index)
         if self.loss_type == 'binary':
             return lovasz_hinge_flat(scores.reshape(-1), labels)
         return lovasz_softmax_flat(scores, labels, self.classes, class_weight)
