@@ -15,14 +15,14 @@ class OHEMPixelSampler:
     """Per-pixel 0/1 loss weights that keep the hard pixels of a batch.
 
     Built by a decode head from ``sampler=dict(type='OHEMPixelSampler', thresh=..., min_kept=...)``, which
-    passes itself as ``context`` (the sampler reads its ``loss_decode`` and ``ignore_index``).
+    passes itself as ``context`` (the sampler reads its ``losses`` and ``ignore_index``).
 
     Args:
         context: the decode head.
-        thresh: keep pixels whose probability of the true class is below this, but at least ``min_kept`` per
-            image (the threshold is raised to the ``min_kept``-th lowest probability when needed). Without
-            ``thresh``, keep the ``min_kept`` pixels per image with the highest loss.
-        min_kept: minimum number of kept pixels per image.
+        thresh: keep the non-ignored pixels whose probability of the true class is below this; when fewer than
+            ``min_kept`` x batch size pass, the threshold is raised to that many pixels' probability. Without
+            ``thresh``, keep the ``min_kept`` x batch size non-ignored pixels with the highest loss.
+        min_kept: pixels kept at least, per image of the batch (counted over the whole batch, as MMSeg).
     """
 
     def __init__(self, context: nn.Module, thresh: Optional[float] = None, min_kept: int = 100000) -> None:
