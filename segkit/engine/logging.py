@@ -27,18 +27,23 @@ class _RunnerFileHandler(logging.FileHandler, _RunnerHandler):
     pass
 
 
+# The logger's level and propagation before the first runner changed them (restored by close_runner_handlers).
+_saved_logger_state: Optional[tuple] = None
+
+
 def setup_logger(log_file: Optional[str], log_level: str = 'INFO', rank: int = 0) -> logging.Logger:
     """Attach console (and, on rank 0, file) handlers to the ``segkit`` logger and return it.
 
     Handlers from an earlier runner are closed and removed; handlers the user attached are left alone.
+    The logger stops propagating to the root logger meanwhile, so records are not printed twice.
     """
+    global _saved_logger_state
     level = logging.getLevelName(str(log_level).upper())
     if not isinstance(level, int):
         raise ValueError(f'log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got {log_level!r}')
     logger = logging.getLogger(LOGGER_NAME)
-    for handler in [h for h in logger.handlers if isinstance(h, _RunnerHandler)]:
-        logger.removeHandler(handler)
-        handler.close()
+    close_runner_handlers()
+    _saved_logger_state = (logger.level, logger.propagate)
     formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
     console = _RunnerStreamHandler(sys.stdout)
     console.setLevel(level if rank == 0 else logging.WARNING)
@@ -55,11 +60,17 @@ def setup_logger(log_file: Optional[str], log_level: str = 'INFO', rank: int = 0
 
 
 def close_runner_handlers() -> None:
-    """Flush and detach the handlers ``setup_logger`` attached (the log file is complete afterwards)."""
+    """Detach and close the handlers ``setup_logger`` attached (the log file is complete afterwards) and give
+    the logger back its earlier level and propagation."""
+    global _saved_logger_state
     logger = logging.getLogger(LOGGER_NAME)
     for handler in [h for h in logger.handlers if isinstance(h, _RunnerHandler)]:
         logger.removeHandler(handler)
         handler.close()
+    if _saved_logger_state is not None:
+        logger.setLevel(_saved_logger_state[0])
+        logger.propagate = _saved_logger_state[1]
+        _saved_logger_state = None
 
 
 class ScalarHistory:

@@ -1,0 +1,248 @@
+"""Runner end to end on a tiny generated dataset: training, logs, checkpoints, resume, load_from, test."""
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine_fixtures import CLASSES, PALETTE, one_thread, restore_global_state, write_tiny_config  # noqa: F401
+from segkit import Config
+from segkit.engine import Hook, Runner
+from segkit.engine.logging import close_runner_handlers
+from segkit.registry import HOOKS
+
+
+@HOOKS.register_module(force=True)
+class RecordLossHook(Hook):
+    """Records each iteration's loss; optionally interrupts training after ``stop_after`` iterations."""
+
+    priority = 'LOWEST'  # after the checkpoint hook, like an interruption between iterations
+
+    def __init__(self, stop_after=None):
+        self.stop_after = stop_after
+        self.losses = {}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.losses[runner.iter + 1] = float(outputs['loss'])
+        if runner.iter + 1 == self.stop_after:
+            runner.train_loop.stop_training = True
+
+
+def tiny_cfg(tmp_path: Path, **overrides) -> Config:
+    cfg = Config.fromfile(str(write_tiny_config(tmp_path)))
+    for key, value in overrides.items():
+        cfg[key] = value
+    return cfg
+
+
+def train(cfg: Config):
+    runner = Runner.from_cfg(cfg)
+    model = runner.train()
+    close_runner_handlers()
+    recorder = next(h for h in runner.hooks if isinstance(h, RecordLossHook))
+    return runner, model, recorder.losses
+
+
+def read_scalars(work_dir: Path):
+    (scalars_file,) = work_dir.glob('*/vis_data/scalars.json')
+    return [json.loads(line) for line in scalars_file.read_text().splitlines()]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """One 6-iteration training run (validation at 3 and 6, checkpoints at 3 and 6, best mIoU kept)."""
+    tmp_path = tmp_path_factory.mktemp('trained')
+    cfg = tiny_cfg(tmp_path, custom_hooks=[dict(type='RecordLossHook')])
+    cfg.default_hooks.checkpoint.save_best = 'mIoU'
+    with one_thread():
+        runner, model, losses = train(cfg)
+    return dict(cfg=cfg, work_dir=Path(cfg.work_dir), runner=runner, model=model, losses=losses)
+
+
+def test_training_writes_periodic_best_and_pointer_checkpoints(trained):
+    work_dir = trained['work_dir']
+    assert (work_dir / 'iter_3.pth').is_file() and (work_dir / 'iter_6.pth').is_file()
+    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_6.pth')
+    val_records = [r for r in read_scalars(work_dir) if 'mIoU' in r]
+    best = max(val_records, key=lambda r: r['mIoU'])
+    best_files = sorted(p.name for p in work_dir.glob('best_*.pth'))
+    assert best_files == [f'best_mIoU_iter_{best["step"]}.pth']  # the previous best was removed
+    assert torch.load(work_dir / best_files[0], weights_only=True)['message_hub']['best_score'] == best['mIoU']
+    assert not list(work_dir.glob('.tmp_*'))
+
+
+def test_checkpoint_contents_load_weights_only(trained):
+    checkpoint = torch.load(trained['work_dir'] / 'iter_6.pth', map_location='cpu', weights_only=True)
+    assert checkpoint['meta']['iter'] == 6 and checkpoint['message_hub']['iter'] == 6
+    assert tuple(checkpoint['meta']['dataset_meta']['classes']) == CLASSES
+    assert [list(c) for c in checkpoint['meta']['dataset_meta']['palette']] == PALETTE
+    assert 'MixVisionTransformer' in checkpoint['meta']['cfg'] and checkpoint['meta']['seed'] == 0
+    assert checkpoint['meta']['segkit_version']
+    model_state = trained['model'].state_dict()
+    assert list(checkpoint['state_dict']) == list(model_state)
+    for key, value in model_state.items():
+        assert torch.equal(checkpoint['state_dict'][key], value), key  # saved after the last iteration
+    assert checkpoint['optimizer']['state'] and checkpoint['scaler'] is None
+    assert len(checkpoint['param_schedulers']) == 1
+    assert checkpoint['sampler'] == {'seed': 0, 'consumed': 6 * 2}
+    (rng_state,) = checkpoint['rng_state']
+    assert set(rng_state) >= {'python', 'numpy', 'torch'}
+
+
+def test_text_log_has_progress_lines_and_metrics(trained):
+    (log_file,) = trained['work_dir'].glob('*/*.log')
+    text = log_file.read_text()
+    lines = [line for line in text.splitlines() if 'Iter(train)' in line]
+    assert [line.split('Iter(train) ')[1][:5] for line in lines] == ['[2/6]', '[4/6]', '[6/6]']
+    for field in ('lr: ', 'eta: ', 'time: ', 'data_time: ', 'memory: ', 'loss: ', 'decode.loss_ce: ',
+                  'decode.acc_seg: '):
+        assert all(field in line for line in lines), field
+    assert text.count('Iter(val) [4/4]') == 2 and 'per class results' in text
+    assert 'Saving checkpoint at 6 iterations' in text
+
+
+def test_json_scalars_hold_smoothed_losses_lr_and_val_metrics(trained):
+    records = read_scalars(trained['work_dir'])
+    train_records = [r for r in records if 'loss' in r]
+    assert [r['step'] for r in train_records] == [2, 4, 6] and [r['iter'] for r in train_records] == [2, 4, 6]
+    for record in train_records:
+        assert {'lr', 'time', 'data_time', 'memory', 'eta', 'decode.loss_ce', 'decode.acc_seg'} <= set(record)
+        losses = [trained['losses'][i] for i in range(1, record['step'] + 1)]  # window 10 covers all so far
+        assert record['loss'] == pytest.approx(np.mean(losses), rel=1e-6)
+    assert train_records[0]['lr'] > train_records[-1]['lr'] > 0  # PolyLR decays
+    assert train_records[-1]['eta'] == 0
+    val_records = [r for r in records if 'mIoU' in r]
+    assert [r['step'] for r in val_records] == [3, 6]
+    assert all(0 <= r['aAcc'] <= 100 and 'mAcc' in r for r in val_records)
+
+
+def test_tensorboard_events_hold_the_same_scalars(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    (vis_dir,) = trained['work_dir'].glob('*/vis_data')
+    assert list(vis_dir.glob('events.out.tfevents.*'))
+    events = EventAccumulator(str(vis_dir))
+    events.Reload()
+    tags = events.Tags()['scalars']
+    assert {'loss', 'lr', 'decode.loss_ce', 'mIoU', 'aAcc'} <= set(tags)
+    assert [e.step for e in events.Scalars('loss')] == [2, 4, 6]
+    json_miou = [r['mIoU'] for r in read_scalars(trained['work_dir']) if 'mIoU' in r]
+    assert [e.value for e in events.Scalars('mIoU')] == pytest.approx(json_miou)
+
+
+def test_merged_config_is_dumped_to_the_work_dir(trained):
+    dumped = Config.fromfile(str(trained['work_dir'] / 'tiny_segformer.py'))
+    assert dumped.model == trained['cfg'].model
+    assert dumped.visualizer.vis_backends == [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+
+
+def test_test_of_the_last_checkpoint_reproduces_the_final_validation(trained, tmp_path):
+    cfg = trained['cfg'].copy()
+    cfg.work_dir = str(tmp_path / 'test_run')
+    cfg.load_from = str(trained['work_dir'] / 'iter_6.pth')
+    cfg.custom_hooks = []
+    metrics = Runner.from_cfg(cfg).test()
+    final_val = [r for r in read_scalars(trained['work_dir']) if 'mIoU' in r][-1]
+    assert {k: metrics[k] for k in ('aAcc', 'mIoU', 'mAcc')} == {k: final_val[k] for k in ('aAcc', 'mIoU', 'mAcc')}
+    (metrics_file,) = (tmp_path / 'test_run').glob('*/*.json')
+    assert json.loads(metrics_file.read_text())['mIoU'] == metrics['mIoU']
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
+    """Random flips, photometric distortion, dropout, drop-path and shuffling all draw random numbers:
+    stopping after 3 iterations and resuming must replay iterations 4-6 bit for bit. Validation runs right
+    after the iteration-3 checkpoint and draws random numbers too (a random flip in its pipeline): the
+    uninterrupted run must not let it shift the training stream."""
+    def cfg_for(work_dir, **hook_args):
+        cfg = tiny_cfg(tmp_path, work_dir=str(work_dir), custom_hooks=[dict(type='RecordLossHook', **hook_args)])
+        cfg.randomness = dict(seed=3, deterministic=True)
+        cfg.val_dataloader.dataset.pipeline.insert(2, dict(type='RandomFlip', prob=0.5))
+        return cfg
+
+    _, model_full, losses_full = train(cfg_for(tmp_path / 'full'))
+    _, _, losses_first = train(cfg_for(tmp_path / 'split', stop_after=3))
+    assert not (tmp_path / 'split' / 'iter_6.pth').exists()
+    resumed_cfg = cfg_for(tmp_path / 'split')
+    resumed_cfg.resume = True  # picks <work_dir>/last_checkpoint (iter_3.pth)
+    runner, model_resumed, losses_rest = train(resumed_cfg)
+
+    assert sorted(losses_first) == [1, 2, 3] and sorted(losses_rest) == [4, 5, 6]
+    assert {**losses_first, **losses_rest} == losses_full
+    assert len(set(losses_full.values())) == 6
+    for key, value in model_full.state_dict().items():
+        assert torch.equal(model_resumed.state_dict()[key], value), key
+    assert runner.optim_wrapper.optimizer.param_groups[0]['lr'] == pytest.approx(
+        torch.load(tmp_path / 'full' / 'iter_6.pth', weights_only=True)['optimizer']['param_groups'][0]['lr'])
+
+
+def test_validation_does_not_change_what_training_draws(tmp_path):
+    def losses_with(val_interval):
+        cfg = tiny_cfg(tmp_path, work_dir=str(tmp_path / f'val_{val_interval}'),
+                       custom_hooks=[dict(type='RecordLossHook')])
+        cfg.val_dataloader.dataset.pipeline.insert(2, dict(type='RandomFlip', prob=0.5))
+        cfg.train_cfg.update(max_iters=4, val_interval=val_interval)
+        return train(cfg)[2]
+    assert losses_with(val_interval=1) == losses_with(val_interval=100)
+
+
+def test_load_from_loads_weights_but_starts_a_new_run(trained, tmp_path):
+    seen = {}
+
+    @HOOKS.register_module(force=True)
+    class SeeStartHook(Hook):
+        def before_train(self, runner):
+            seen['iter'] = runner.iter
+            seen['state'] = {k: v.clone() for k, v in runner.model.state_dict().items()}
+            seen['optimizer_state'] = dict(runner.optim_wrapper.optimizer.state)
+
+    checkpoint_path = trained['work_dir'] / 'iter_3.pth'
+    cfg = tiny_cfg(tmp_path, load_from=str(checkpoint_path), custom_hooks=[dict(type='SeeStartHook')])
+    cfg.train_cfg.max_iters = 1
+    Runner.from_cfg(cfg).train()
+    saved = torch.load(checkpoint_path, weights_only=True)['state_dict']
+    assert seen['iter'] == 0 and not seen['optimizer_state']
+    assert all(torch.equal(seen['state'][k], v) for k, v in saved.items())
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    cfg = tiny_cfg(tmp_path)
+    runner = Runner.from_cfg(cfg)
+    runner.save_checkpoint(str(tmp_path), 'ckpt.pth')
+    before = (tmp_path / 'ckpt.pth').read_bytes()
+    with torch.no_grad():
+        next(runner.model.parameters()).add_(1.0)
+
+    def crash_mid_write(obj, f, *args, **kwargs):
+        f.write(b'partial bytes')
+        raise KeyboardInterrupt('power cut')
+    monkeypatch.setattr(torch, 'save', crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        runner.save_checkpoint(str(tmp_path), 'ckpt.pth')
+    monkeypatch.undo()
+    assert (tmp_path / 'ckpt.pth').read_bytes() == before
+    assert torch.load(tmp_path / 'ckpt.pth', weights_only=True)['meta']['iter'] == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.tmp_')] == []
+
+
+def test_seed_and_deterministic_are_applied(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    cfg.randomness = dict(seed=7, deterministic=True)
+    Runner.from_cfg(cfg)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.benchmark
+    drawn = (random.random(), np.random.rand())
+    random.seed(7)
+    np.random.seed(7)
+    assert drawn == (random.random(), np.random.rand())
+
+
+def test_work_dir_defaults_to_config_name_and_is_required_otherwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_cfg(tmp_path)
+    del cfg['work_dir']
+    runner = Runner.from_cfg(cfg)
+    assert runner.work_dir == os.path.join(str(tmp_path), 'work_dirs', 'tiny_segformer')
+    with pytest.raises(KeyError, match='work_dir'):
+        Runner.from_cfg(cfg.to_dict())
