@@ -6,7 +6,7 @@ import torch
 
 from conftest import load_reference, shared_path
 from segkit.apis import inference_model, init_model, show_result
-from segkit.checkpoint import save_checkpoint
+from segkit.checkpoint import CheckpointError, save_checkpoint
 from segkit.config import Config
 from segkit.visualization import default_palette, draw_overlay
 
@@ -46,6 +46,17 @@ def test_init_model(model_files):
     assert init_model(Config.fromfile(str(cfg_path))).dataset_meta is None  # random weights, no meta
     with pytest.raises(TypeError, match='config'):
         init_model(dict(model=None))
+
+
+def test_init_model_checkpoint_mismatches(model_files, tmp_path):
+    cfg = Config.fromfile(str(model_files[0]))
+    cfg.model.auxiliary_head = None  # inference without the auxiliary head: its tensors are skipped
+    with pytest.warns(UserWarning, match='auxiliary_head.conv_seg.weight'):
+        model = init_model(cfg, str(model_files[1]))
+    assert not hasattr(model, 'auxiliary_head')
+    cfg.model.decode_head.num_classes = 5
+    with pytest.raises(CheckpointError, match='decode_head.conv_seg.weight'):
+        init_model(cfg, str(model_files[1]))
 
 
 def test_inference_model_and_show_result(model_files, camvid_image, tmp_path):

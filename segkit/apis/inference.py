@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from segkit.checkpoint import load_checkpoint
+from segkit.checkpoint import extract_state_dict, load_file, load_state_dict
 from segkit.config import Config
 from segkit.datasets.transforms import Compose
 from segkit.registry import MODELS
@@ -22,9 +23,11 @@ ImageInput = Union[str, Path, np.ndarray]
 
 def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = None, device: str = 'cpu',
                cfg_options: Optional[dict] = None) -> nn.Module:
-    """Build ``config.model`` for inference and load ``checkpoint`` into it (strictly).
+    """Build ``config.model`` for inference and load ``checkpoint`` into it.
 
     The backbone's pretrained initialisation (``init_cfg``/``pretrained``) and ``train_cfg`` are dropped.
+    Checkpoint tensors the model lacks (e.g. an auxiliary head left out of the config) are skipped with a
+    warning; a missing or wrong-shape tensor raises, naming the keys.
     The model gets ``cfg`` (the config) and ``dataset_meta`` (``classes``/``palette`` from the checkpoint's
     ``meta``, None when it has none), is moved to ``device`` and put in eval mode.
     """
@@ -44,16 +47,30 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
     model_cfg.pretrained = None
     model_cfg.train_cfg = None
     model = MODELS.build(model_cfg)
-    dataset_meta = None
-    if checkpoint is not None:
-        meta = load_checkpoint(model, checkpoint, map_location='cpu').get('meta') or {}
-        if 'dataset_meta' in meta:
-            dataset_meta = meta['dataset_meta']
-        elif 'CLASSES' in meta:  # MMSeg 0.x checkpoints
-            dataset_meta = dict(classes=meta['CLASSES'], palette=meta.get('PALETTE'))
+    meta = {} if checkpoint is None else _load_weights(model, checkpoint)
+    if 'dataset_meta' in meta:
+        dataset_meta = meta['dataset_meta']
+    elif 'CLASSES' in meta:  # MMSeg 0.x checkpoints
+        dataset_meta = dict(classes=meta['CLASSES'], palette=meta.get('PALETTE'))
+    else:
+        dataset_meta = None
     model.cfg = config
     model.dataset_meta = dataset_meta
     return model.to(device).eval()
+
+
+def _load_weights(model: nn.Module, checkpoint: str) -> dict:
+    """Load the tensors the model has (warning about the others, raising on missing or wrong-shape ones);
+    returns the checkpoint's ``meta``."""
+    loaded = load_file(checkpoint)
+    state = extract_state_dict(loaded)
+    own_keys = set(model.state_dict())
+    unused = [key for key in state if key not in own_keys]
+    if unused:
+        warnings.warn(f'{checkpoint}: {len(unused)} tensors the model does not have are skipped: '
+                      f'{", ".join(unused[:10])}{" ..." if len(unused) > 10 else ""}')
+    load_state_dict(model, {k: v for k, v in state.items() if k in own_keys}, strict=True, source=checkpoint)
+    return (loaded.get('meta') if isinstance(loaded, dict) else None) or {}
 
 
 def _test_pipeline_steps(model: nn.Module) -> List[dict]:
