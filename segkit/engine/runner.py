@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 import segkit
 from segkit.checkpoint import extract_state_dict, load_file, load_state_dict, save_checkpoint
 from segkit.config import Config, ConfigError
+from segkit.datasets import build_dataloader
 from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_distributed, is_main_process
 from segkit.registry import HOOKS, LOOPS, MODELS
 
@@ -34,6 +35,7 @@ from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
 from .loops import dataset_meta_of
 from .model_wrapper import unwrap_model, wrap_model_for_distributed
+from .optim import build_optim_wrapper, build_param_schedulers
 from .rng import capture_rng_state, restore_rng_state, set_random_seed
 from .vis_backends import build_visualizer
 
@@ -315,7 +317,6 @@ class Runner:
         if isinstance(cfg, DataLoader):
             loader = cfg
         else:
-            from segkit.datasets import build_dataloader
             loader = build_dataloader(cfg, seed=self.seed)
         meta = dataset_meta_of(loader)
         if meta is not None and (self.dataset_meta is None or phase == 'train'):
@@ -342,7 +343,6 @@ class Runner:
                                            self._evaluator_cfgs['val']))
 
     def _build_optimisation(self) -> None:
-        from segkit.engine.optim import build_optim_wrapper, build_param_schedulers
         model = unwrap_model(self.model)
         cfg = self._optim_wrapper_cfg
         if cfg is None:
@@ -393,7 +393,8 @@ class Runner:
     def _load_or_resume(self, allow_resume: bool) -> None:
         """Resume, load ``load_from``'s weights, or (with neither) initialise the weights."""
         if allow_resume and self._resume:
-            path = self._load_from or find_latest_checkpoint(self.work_dir)
+            # Rank 0 decides, so every rank resumes from the same file.
+            path = broadcast_object(self._load_from or find_latest_checkpoint(self.work_dir))
             if path is not None:
                 self.resume(path)
                 return
@@ -401,6 +402,8 @@ class Runner:
         if self._load_from:
             self.load_checkpoint(self._load_from)
             return
+        if not allow_resume:
+            self.logger.warning('no load_from checkpoint: evaluating freshly initialised weights')
         if hasattr(unwrap_model(self.model), 'init_weights'):
             unwrap_model(self.model).init_weights()
 

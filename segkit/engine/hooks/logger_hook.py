@@ -1,11 +1,10 @@
-"""``LoggerHook``: the progress line every few iterations and the metric table after each evaluation."""
+"""``LoggerHook``: the progress line every few iterations and the metrics after each evaluation."""
 from __future__ import annotations
 
 import datetime
 import json
 import os
 import re
-import resource
 import sys
 from typing import Any, Dict, Optional
 
@@ -21,11 +20,16 @@ SMOOTHED = re.compile(r'.*(loss|time|data_time|grad_norm).*')
 
 
 def max_memory_mb() -> int:
-    """Peak memory in MiB since the last call: CUDA allocations when on a GPU, else the process's peak RSS."""
+    """Peak memory in MiB: CUDA allocations since the last call when on a GPU, else the process's peak resident
+    memory (0 where the ``resource`` module is missing, i.e. on Windows)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         peak = torch.cuda.max_memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         return int(peak / 2 ** 20)
+    try:
+        import resource
+    except ImportError:
+        return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return int(peak / 2 ** 20) if sys.platform == 'darwin' else int(peak / 2 ** 10)
 
