@@ -8,7 +8,6 @@ its backends and draws segmentation overlays.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Any, Dict, List, Optional
 
@@ -17,8 +16,7 @@ import numpy as np
 import torch
 
 from segkit.registry import VISBACKENDS
-
-logger = logging.getLogger('segkit')
+from segkit.visualization import draw_overlay
 
 
 def _plain_number(value: Any) -> Any:
@@ -126,11 +124,11 @@ class SegLocalVisualizer:
 
     def draw_sample(self, image_bgr: np.ndarray, data_sample: dict, draw_gt: bool = True,
                     draw_pred: bool = True) -> np.ndarray:
-        """The image with its ground truth (left, when present) and prediction (right) overlaid, as BGR."""
-        from segkit.visualization import draw_overlay
-        palette = self.dataset_meta.get('palette')
-        if palette is None:
-            raise ValueError('SegLocalVisualizer: no palette to draw with; the dataset metainfo has none')
+        """The image with its ground truth (left, when present) and prediction (right) overlaid, as BGR.
+
+        Colours come from the dataset's ``palette``, or a fixed pseudo-random one when it has none.
+        """
+        palette = (self.dataset_meta or {}).get('palette')
         panels = []
         if draw_gt and data_sample.get('gt_sem_seg') is not None:
             panels.append(draw_overlay(image_bgr, _label_map(data_sample['gt_sem_seg']), palette, self.alpha))
