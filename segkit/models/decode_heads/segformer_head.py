@@ -5,6 +5,7 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from segkit.registry import MODELS
 from ..layers import ConvModule, resize
@@ -15,6 +16,11 @@ from .decode_head import BaseDecodeHead
 class SegformerHead(BaseDecodeHead):
     """Project each stage to ``channels`` (1x1 conv + norm + ``act_cfg``), upsample all to the first stage's
     size, concatenate in stage order, fuse with a 1x1 conv + norm + ReLU, classify.
+
+    The fusion conv is applied before upsampling: a 1x1 conv mixes channels per pixel and bilinear resizing mixes
+    pixels per channel, so the two commute, and ``fuse(concat(up(p_i))) = sum_i up(W_i p_i)`` with ``W_i`` the
+    fusion weights of stage ``i``. Same result (up to float rounding), about a third of SegFormer-B0's FLOPs less
+    and no ``4 * channels``-wide full-resolution concatenation.
 
     ``act_cfg=None`` leaves the per-stage projections linear, as in the HF/NVlabs decoder (see
     ``tools/model_converters/hf2segkit.py``).
@@ -34,6 +40,18 @@ class SegformerHead(BaseDecodeHead):
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         inputs = self._transform_inputs(inputs)
         size = inputs[0].shape[2:]
-        outs = [resize(conv(x), size, mode=self.interpolate_mode, align_corners=self.align_corners)
-                for conv, x in zip(self.convs, inputs)]
-        return self.cls_seg(self.fusion_conv(torch.cat(outs, dim=1)))
+        fusion = self.fusion_conv
+        stage_weights = fusion.conv.weight.split(self.channels, dim=1)
+        stage_outs = (resize(F.conv2d(conv(x), weight), size, mode=self.interpolate_mode,
+                             align_corners=self.align_corners)
+                      for conv, x, weight in zip(self.convs, inputs, stage_weights))
+        fused = next(stage_outs)
+        for out in stage_outs:
+            fused = fused + out
+        if fusion.conv.bias is not None:
+            fused = fused + fusion.conv.bias.view(1, -1, 1, 1)
+        if fusion.with_norm:
+            fused = fusion.norm(fused)
+        if fusion.with_activation:
+            fused = fusion.activate(fused)
+        return self.cls_seg(fused)
