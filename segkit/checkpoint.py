@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Union
 
@@ -26,9 +27,45 @@ def load_file(path: str, map_location: Union[str, torch.device] = 'cpu', weights
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ... for corrupt files
-        hint = (' It holds objects beyond tensors and plain containers; if you trust its source, '
-                'load it with weights_only=False.' if weights_only and 'weights_only' in str(e) else '')
-        raise CheckpointError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}.{hint}') from e
+        if weights_only and 'weights_only' in str(e):
+            return _load_with_inert_stand_ins(path, map_location, e)
+        raise CheckpointError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+
+
+def _load_with_inert_stand_ins(path: str, map_location: Union[str, torch.device], error: Exception) -> Any:
+    """Load a checkpoint whose extras pickle foreign classes (e.g. MMEngine's ``message_hub``), safely.
+
+    Each foreign global is replaced by an inert stand-in class that only stores what it is given, so nothing
+    from the file is executed; tensors and plain containers (the weights) load as usual.
+    """
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        names = []
+    if not names:
+        raise CheckpointError(f'cannot read checkpoint {path}: {type(error).__name__}: {error}') from error
+    stand_ins = [(_inert_class(name), name) for name in names]
+    with torch.serialization.safe_globals(stand_ins):
+        try:
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+    warnings.warn(f'{path}: {len(names)} non-tensor object type(s) ({", ".join(sorted(names)[:5])}'
+                  f'{", ..." if len(names) > 5 else ""}) were read as inert placeholders; the weights are intact')
+    return checkpoint
+
+
+def _inert_class(qualified_name: str) -> type:
+    """A class that accepts any construction arguments or pickled state and does nothing with them."""
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self: Any, state: Any) -> None:
+        self.state = state
+
+    module, _, name = qualified_name.rpartition('.')
+    return type(name, (), {'__module__': module, '__init__': __init__, '__setstate__': __setstate__,
+                           '__reduce__': None})
 
 
 def extract_state_dict(checkpoint: Any, prefix: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':

@@ -188,6 +188,9 @@ def test_merge_from_dict_rejects_paths_that_do_not_exist(tree):
         cfg.merge_from_dict({'train_pipeline.type': 'X'})
     with pytest.warns(UserWarning, match="did you mean 'num_classes'"):
         cfg.merge_from_dict({'model.decode_head.num_clases': 3})
+    with pytest.warns(UserWarning, match="<top level> has no key 'randomness'; creating it"):
+        cfg.merge_from_dict({'randomness.seed': 3})
+    assert cfg.randomness.seed == 3
 
 
 def test_dump_round_trip(tree, tmp_path):
@@ -253,5 +256,5 @@ def test_print_config_tool(tree):
                             capture_output=True, text=True, check=True)
     assert 'num_classes=3' in result.stdout and "type='EncoderDecoder'" in result.stdout
     bad = subprocess.run([sys.executable, str(REPO / 'tools/print_config.py'), str(tree[1]),
-                          '--cfg-options', 'model.nope.x=1'], capture_output=True, text=True)
-    assert bad.returncode == 1 and "model has no key 'nope'" in bad.stderr
+                          '--cfg-options', 'model.decod_head.x=1'], capture_output=True, text=True)
+    assert bad.returncode == 1 and "model has no key 'decod_head'; did you mean 'decode_head'" in bad.stderr

@@ -192,8 +192,8 @@ class Config:
     def merge_from_dict(self, options: Dict[str, Any], allow_list_keys: bool = True) -> None:
         """Apply ``{'model.decode_head.num_classes': 11, 'train_pipeline.1.type': 'X'}`` style overrides.
 
-        Every dotted key's parent must already exist: a typo such as ``model.decod_head.x`` is an error naming
-        the missing part, never a silently created branch. An integer part indexes into a list.
+        A missing part of the path that resembles an existing key (``model.decod_head.x``) is an error naming
+        it; any other missing part is created with a warning. An integer part indexes into a list.
         """
         for dotted, value in options.items():
             self._set_dotted(dotted, value, allow_list_keys)
@@ -227,8 +227,11 @@ class Config:
                     return
                 if part not in node:
                     close = difflib.get_close_matches(part, [str(k) for k in node], n=3)
-                    hint = f'; did you mean {", ".join(map(repr, close))}?' if close else ''
-                    raise ConfigError(f'override {dotted!r}: {where} has no key {part!r}{hint}')
+                    if close:
+                        raise ConfigError(f'override {dotted!r}: {where} has no key {part!r}; '
+                                          f'did you mean {", ".join(map(repr, close))}?')
+                    warnings.warn(f'override {dotted!r}: {where} has no key {part!r}; creating it')
+                    node[part] = ConfigDict()
                 node = node[part]
             else:
                 raise ConfigError(f'override {dotted!r}: {where} is a {type(node).__name__}, not a dict or list')
