@@ -7,7 +7,9 @@ from .collate import collate
 from .dataloader import build_dataloader
 from .dataset_wrappers import ConcatDataset, RepeatDataset
 from .samplers import DefaultSampler, InfiniteSampler
+from .shapes_demo import ShapesDemoDataset, make_shapes_demo
 from .voc import PascalVOCDataset
 
 __all__ = ['BaseSegDataset', 'ADE20KDataset', 'CityscapesDataset', 'PascalVOCDataset', 'CamVidDataset',
-           'ConcatDataset', 'RepeatDataset', 'DefaultSampler', 'InfiniteSampler', 'collate', 'build_dataloader']
+           'ShapesDemoDataset', 'make_shapes_demo', 'ConcatDataset', 'RepeatDataset', 'DefaultSampler',
+           'InfiniteSampler', 'collate', 'build_dataloader']

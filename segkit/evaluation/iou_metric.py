@@ -70,8 +70,10 @@ class IoUMetric:
     ``process`` adds each image's per-class counts to running totals (a (4, C) tensor: memory does not
     grow with the dataset); ``evaluate`` sums them over ranks and returns percentages rounded to 2
     decimals: ``aAcc`` and the means of the per-class values (``mIoU``, ``mAcc``, ``mDice``, ``mFscore``,
-    ``mPrecision``, ``mRecall``), NaN classes (absent from labels and predictions) left out of the means.
-    A per-class table goes to the 'segkit' logger. ``dataset_meta`` (with ``classes``) must be set first.
+    ``mPrecision``, ``mRecall``). An undefined per-class value (NaN: the Acc of a class absent from the
+    labels, the IoU of a class absent from labels and predictions) is left out of its mean.
+    A per-class table goes to the 'segkit' logger (the runner logs the summary). ``dataset_meta`` (with
+    ``classes``) must be set first.
 
     Args:
         ignore_index: label value left out of every count.
@@ -179,7 +181,6 @@ class IoUMetric:
             summary[name] = round(float(mean) * 100, 2)
         per_class.pop('aAcc')
         self._log_table(per_class)
-        logger.info('  '.join(f'{k}: {v:.2f}' for k, v in summary.items()))
         if self.prefix:
             summary = {f'{self.prefix}/{k}': v for k, v in summary.items()}
         return summary
