@@ -5,7 +5,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 from tests.conftest import REPO_ROOT, shared_path
 
@@ -17,8 +16,8 @@ train_dataloader = dict(
     batch_size=1, num_workers=0, sampler=dict(type='InfiniteSampler'),
     dataset=dict(type='BaseSegDataset', data_root={root!r}, metainfo=dict(classes=('sky', 'road', 'car')),
                  data_prefix=dict(img_path='img', seg_map_path='ann'), img_suffix='.jpg', seg_map_suffix='.png',
-                 pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='RandomFlip', prob=0.5),
-                           dict(type='PackSegInputs')]))
+                 pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                           dict(type='RandomFlip', prob=0.5), dict(type='PackSegInputs')]))
 '''
 
 
@@ -57,15 +56,15 @@ def test_broken_split_fails_naming_each_file(tmp_path, capsys):
 
 def test_binary_0_255_masks_warn(tmp_path, capsys):
     config = make_split(tmp_path, [np.array([[0, 255]]), np.array([[0, 1]])])
-    (tmp_path / 'config.py').write_text(CONFIG.format(root=str(tmp_path)).replace("('sky', 'road', 'car')",
-                                                                                  "('bg', 'fg')"))
+    with open(config, 'w') as f:
+        f.write(CONFIG.format(root=str(tmp_path)).replace("('sky', 'road', 'car')", "('bg', 'fg')"))
     assert check_dataset.main([config]) == 0
     out = capsys.readouterr().out
     assert '1 warnings' in out and 'ann/0.png holds only 0 and 255' in out
 
 
 def test_command_line_with_overrides(tmp_path):
-    config = make_split(tmp_path / 'real', [np.array([[0, 1, 2]])])
+    make_split(tmp_path / 'real', [np.array([[0, 1, 2]])])
     moved = tmp_path / 'moved'
     os.rename(tmp_path / 'real', moved)
     done = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / 'check_dataset.py'), str(moved / 'config.py'),
