@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -12,6 +12,8 @@ from ..layers import initialize, resize
 
 Batch = Dict[str, Any]
 
+INFERENCE_AUTOCAST_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
 
 class BaseSegmentor(nn.Module):
     """Base of segmentors, called as ``model(inputs, data_samples=None, mode='tensor'|'predict'|'loss')``.
@@ -20,6 +22,10 @@ class BaseSegmentor(nn.Module):
     dicts holding the meta keys (``img_shape``, ``ori_shape``, ``pad_shape``, ``padding_size``, ``flip``,
     ``flip_direction``) and, for training, ``gt_sem_seg``. The raw collated batch goes through
     ``data_preprocessor`` first; ``train_step`` / ``val_step`` / ``test_step`` do both.
+
+    Reduced-precision inference is opt-in: ``test_cfg=dict(..., autocast_dtype='bfloat16')`` (or ``'float16'``)
+    runs the ``'tensor'`` and ``'predict'`` modes (and ``whole_inference`` / ``slide_inference``) under
+    ``torch.autocast`` and gives float32 logits. Training precision is the optim wrapper's (``AmpOptimWrapper``).
 
     Args:
         data_preprocessor: config (or module) of the data preprocessor; default a ``SegDataPreProcessor``
@@ -65,8 +71,22 @@ class BaseSegmentor(nn.Module):
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
-            return self._forward(inputs, data_samples)
+            return self.autocast_inference(self._forward, inputs, data_samples)
         raise ValueError(f"invalid mode {mode!r}: use 'tensor', 'predict' or 'loss'")
+
+    def autocast_inference(self, run: Callable[..., torch.Tensor], inputs: torch.Tensor,
+                           *args: Any) -> torch.Tensor:
+        """``run(inputs, *args)``, under ``torch.autocast`` to ``test_cfg.autocast_dtype`` with float32 logits
+        returned when that is set; as is otherwise (an enclosing autocast is left alone)."""
+        test_cfg = getattr(self, 'test_cfg', None) or {}
+        name = test_cfg.get('autocast_dtype')
+        if name is None:
+            return run(inputs, *args)
+        if name not in INFERENCE_AUTOCAST_DTYPES:
+            raise ValueError(f'test_cfg.autocast_dtype must be one of {sorted(INFERENCE_AUTOCAST_DTYPES)} or None, '
+                             f'got {name!r}')
+        with torch.autocast(inputs.device.type, dtype=INFERENCE_AUTOCAST_DTYPES[name]):
+            return run(inputs, *args).float()
 
     def loss(self, inputs: torch.Tensor, data_samples: List[dict]) -> Dict[str, torch.Tensor]:
         raise NotImplementedError

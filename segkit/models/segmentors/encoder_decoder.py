@@ -25,7 +25,9 @@ class EncoderDecoder(BaseSegmentor):
         auxiliary_head: a head config or a list of them (losses prefixed ``aux.`` or ``aux_0.``, ``aux_1.``...).
         train_cfg: passed to the heads' ``loss``.
         test_cfg: ``mode='whole'`` (default) or ``mode='slide'`` with ``crop_size=(h, w)`` and ``stride=(h, w)``;
-            ``slide_batch_size`` (segkit) is how many windows run in one forward pass (default 4).
+            ``slide_batch_size`` (segkit) is how many windows run in one forward pass (default 4);
+            ``autocast_dtype`` (segkit, opt-in): ``'bfloat16'`` or ``'float16'`` inference, see
+            :class:`BaseSegmentor`.
             A dict or a Config-like object read with ``.get``.
         data_preprocessor / init_cfg: see :class:`BaseSegmentor`.
         pretrained: a backbone checkpoint path (deprecated MMSeg argument, handed to the backbone).
@@ -118,7 +120,7 @@ class EncoderDecoder(BaseSegmentor):
         raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
 
     def whole_inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
-        return self.encode_decode(inputs, batch_img_metas)
+        return self.autocast_inference(self.encode_decode, inputs, batch_img_metas)
 
     def slide_inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         """Overlapping ``crop_size`` windows every ``stride``; the last row/column of windows is shifted back
@@ -143,7 +145,7 @@ class EncoderDecoder(BaseSegmentor):
             chunk = windows[start:start + windows_per_pass]
             crops = torch.cat([inputs[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
             crop_metas = [dict(img_shape=tuple(crops.shape[2:]))] * crops.shape[0]
-            crop_logits = self.encode_decode(crops, crop_metas).split(batch_size)
+            crop_logits = self.autocast_inference(self.encode_decode, crops, crop_metas).split(batch_size)
             for (y1, y2, x1, x2), logits in zip(chunk, crop_logits):
                 preds[:, :, y1:y2, x1:x2] += logits
                 count[:, :, y1:y2, x1:x2] += 1
