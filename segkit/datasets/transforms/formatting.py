@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -28,9 +29,9 @@ class PackSegInputs(BaseTransform):
         packed = {}
         if 'img' in results:
             img = results['img']
-            if img.ndim == 2:
-                img = img[:, :, None]
-            packed['inputs'] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+            # per-channel planes stacked: a faster HWC -> CHW copy than a strided transpose
+            planes = [img] if img.ndim == 2 else cv2.split(img)
+            packed['inputs'] = torch.from_numpy(np.stack(planes))
         data_sample = {key: results[key] for key in self.meta_keys if key in results}
         if 'gt_seg_map' in results:
             data_sample['gt_sem_seg'] = torch.from_numpy(results['gt_seg_map'].astype(np.int64))
