@@ -119,6 +119,9 @@ def test_label_errors_surface_through_the_dataset(tmp_path):
     with pytest.raises(ValueError, match=r'x1\.png.*\[6\]') as info:
         dataset[1]
     assert any('x1.png' in note for note in info.value.__notes__)
+    (tmp_path / 'img_dir' / 'x0.png').write_bytes(b'\x89PNG\r\n\x1a\n cut short')
+    with pytest.raises(ValueError, match=r'could not decode image .*img_dir/x0\.png'):
+        dataset[0]
 
 
 def test_random_palette_when_none_given(tmp_path):

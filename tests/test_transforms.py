@@ -164,6 +164,11 @@ def test_load_image_colour_and_grey(tmp_path):
     assert (out['img'] == grey[:, :, None]).all()
     assert LoadImageFromFile(color_type='grayscale')(dict(img_path=str(tmp_path / 'g.png')))['img'].shape == (30, 40)
     assert LoadImageFromFile(to_float32=True)(dict(img_path=str(tmp_path / 'g.png')))['img'].dtype == np.float32
+    colour = np.random.RandomState(0).randint(0, 256, (6, 7, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / 'c.png'), colour)
+    for backend in ('cv2', 'pillow'):  # both give BGR
+        out = LoadImageFromFile(imdecode_backend=backend)(dict(img_path=str(tmp_path / 'c.png')))
+        np.testing.assert_array_equal(out['img'], colour)
 
 
 def test_corrupt_and_missing_images_name_the_file(tmp_path):

@@ -1,7 +1,6 @@
 """``build_dataloader``: a ``torch.utils.data.DataLoader`` from an MMSeg ``*_dataloader`` config."""
 from __future__ import annotations
 
-import copy
 from typing import Callable, Optional
 
 import cv2
@@ -41,7 +40,7 @@ def build_dataloader(cfg: dict, seed: Optional[int] = None) -> DataLoader:
     from its own, reproducible seed for ``numpy``, ``random`` and ``torch`` (PyTorch derives them from
     that generator and the worker id), and a new epoch's workers draw new ones.
     """
-    cfg = copy.deepcopy(dict(cfg))
+    cfg = dict(cfg)  # the builders below copy what they change; a dataset object is used as is
     if 'dataset' not in cfg or 'sampler' not in cfg:
         raise KeyError(f'a dataloader config needs "dataset" and "sampler" (e.g. sampler=dict(type='
                        f'"InfiniteSampler", shuffle=True)); got keys {sorted(cfg)}')
