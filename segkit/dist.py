@@ -47,6 +47,10 @@ def init_dist(launcher: str, backend: Optional[str] = None, timeout_s: int = 180
     """Initialise the default process group from torchrun's environment (``--launcher pytorch``).
 
     The backend defaults to NCCL when CUDA is available and gloo otherwise.
+
+    torchrun keeps one key-value store for all the attempts of a ``--max-restarts`` job, so each attempt's
+    process group uses its own key prefix: restarted workers would otherwise read the failed attempt's peer
+    addresses (gloo: "connection refused"; NCCL: a stale unique id) and fail or hang.
     """
     if launcher != 'pytorch':
         raise ValueError(f'unsupported launcher {launcher!r}: use "none" or "pytorch" (torchrun)')
@@ -57,7 +61,11 @@ def init_dist(launcher: str, backend: Optional[str] = None, timeout_s: int = 180
         backend = 'nccl' if torch.cuda.is_available() else 'gloo'
     if backend == 'nccl':
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    timeout = datetime.timedelta(seconds=timeout_s)
+    store, rank, world_size = next(dist.rendezvous('env://', timeout=timeout))
+    attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
+    dist.init_process_group(backend=backend, store=dist.PrefixStore(f'segkit_attempt_{attempt}', store),
+                            rank=rank, world_size=world_size, timeout=timeout)
 
 
 def barrier() -> None:
