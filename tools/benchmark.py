@@ -1,15 +1,21 @@
 """Time a model or a data pipeline: warm-up, repeated runs, median latency, images/s and peak memory.
 
-    python tools/benchmark.py CONFIG [CHECKPOINT] [--mode infer|train|data|slide] [--shape H W] [--batch N]
+    python tools/benchmark.py CONFIG [CHECKPOINT] [--mode infer|train|slide|data|eval] [--shape H W] [--batch N]
                               [--repeat N] [--warmup N] [--amp bf16|fp16] [--threads N] [--cfg-options ...]
 
 infer: ``model(x, None, mode='tensor')`` under ``torch.inference_mode`` (logits at the head's resolution).
-train: forward with the config's loss, backward and an optimiser step (``optim_wrapper`` from the config).
-slide: ``slide_inference`` on a 1x3xHxW input (default 1024x2048) with the config's ``test_cfg`` crop/stride.
-data:  samples/s of ``train_dataloader`` (its pipeline and ``--workers`` loader processes).
-Prints a table and one JSON line.
+train: ``model.train_step`` on a batch of random uint8 images and labels: preprocessing, forward with the config's
+       losses, backward and the update of the config's ``optim_wrapper``.
+slide: ``slide_inference`` of a 1x3xHxW input (default 1024x2048); the config's ``test_cfg`` if it is a slide
+       one, else crop 1024 and stride 768.
+data:  samples/s of ``train_dataloader`` (its pipeline, ``--workers`` loader processes).
+eval:  memory of ``model.test_step`` + ``test_evaluator`` over ``--num-images`` images of ``test_dataloader``
+       (cycled): the process's resident memory after 1, 10, 100, ... images and its peak.
+``--amp`` goes through the configs' own opt-in keys: ``model.test_cfg.autocast_dtype`` for inference,
+an ``AmpOptimWrapper`` with that dtype for training. Prints a table and one JSON line.
 """
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -17,8 +23,7 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import nullcontext
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,14 +31,24 @@ import torch  # noqa: E402
 
 from segkit import Config, DictAction  # noqa: E402
 
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """CUDA max allocated, or the process's peak RSS on CPU."""
+    """CUDA max allocated, or the process's peak resident memory on CPU."""
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    scale = 1 if sys.platform == 'darwin' else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def resident_memory_mb() -> Optional[float]:
+    """The process's resident memory now (Linux), or None where /proc is missing."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+    except OSError:
+        return None
 
 
 def sync(device: torch.device) -> None:
@@ -54,43 +69,53 @@ def time_runs(fn: Callable[[], None], warmup: int, repeat: int, device: torch.de
     return times
 
 
-def model_case(cfg: Config, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
-    from segkit.apis import init_model
-    model = init_model(cfg, args.checkpoint, device=str(device))
-    amp = torch.autocast(device.type, dtype=AMP_DTYPES[args.amp]) if args.amp else nullcontext()
+def apply_amp(cfg: Config, args: argparse.Namespace) -> None:
+    """Turn ``--amp`` into the config keys a user would set."""
+    if not args.amp:
+        return
+    dtype = AMP_DTYPES[args.amp]
+    if args.mode == 'train':
+        cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype=dtype)
+    else:
+        cfg.model.setdefault('test_cfg', {})['autocast_dtype'] = dtype
+
+
+def random_batch(batch: int, shape: tuple, num_classes: int, device: torch.device) -> dict:
+    """A collated batch as the dataloader gives it: uint8 BGR images and int64 label maps."""
+    h, w = shape
+    inputs = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, device=device) for _ in range(batch)]
+    samples = [dict(img_shape=(h, w), ori_shape=(h, w), gt_sem_seg=torch.randint(0, num_classes, (h, w),
+                                                                                  device=device))
+               for _ in range(batch)]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def model_runner(model: torch.nn.Module, cfg: Config, args: argparse.Namespace,
+                 device: torch.device) -> Callable[[], None]:
+    """What one timed run of ``args.mode`` does with ``model`` (built by ``init_model``)."""
     h, w = args.shape
     if args.mode == 'infer':
         x = torch.randn(args.batch, 3, h, w, device=device)
 
         def run() -> None:
-            with torch.inference_mode(), amp:
+            with torch.inference_mode():
                 model(x, None, mode='tensor')
         return run
     if args.mode == 'slide':
         x = torch.randn(1, 3, h, w, device=device)
         metas = [dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))]
         if model.test_cfg.get('mode') != 'slide':
-            model.test_cfg = Config(dict(mode='slide', crop_size=(1024, 1024), stride=(768, 768))).to_dict()
+            model.test_cfg = {**model.test_cfg, 'mode': 'slide', 'crop_size': (1024, 1024), 'stride': (768, 768)}
 
         def run() -> None:
-            with torch.inference_mode(), amp:
+            with torch.inference_mode():
                 model.slide_inference(x, metas)
         return run
-    # train
     from segkit.engine.optim import build_optim_wrapper
     model.train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper.to_dict())
-    num_classes = model.decode_head.num_classes
-    x = torch.randn(args.batch, 3, h, w, device=device)
-    samples = [dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                    gt_sem_seg=torch.randint(0, num_classes, (h, w), device=device)) for _ in range(args.batch)]
-
-    def run() -> None:
-        with amp:
-            losses = model(x, samples, mode='loss')
-        loss, _ = model.parse_losses(losses)
-        optim_wrapper.update_params(loss)
-    return run
+    batch = random_batch(args.batch, (h, w), model.num_classes, device)
+    return lambda: model.train_step(batch, optim_wrapper)
 
 
 def data_case(cfg: Config, args: argparse.Namespace) -> Callable[[], None]:
@@ -101,18 +126,57 @@ def data_case(cfg: Config, args: argparse.Namespace) -> Callable[[], None]:
     return lambda: next(stream)
 
 
+def eval_memory(cfg: Config, args: argparse.Namespace, device: torch.device) -> Dict[str, object]:
+    """Resident memory after 1, 10, 100, ... and ``--num-images`` images of a test run, and its peak."""
+    from segkit.apis import init_model
+    from segkit.datasets import build_dataloader
+    from segkit.engine.loops import Evaluator, dataset_meta_of
+    model = init_model(cfg, args.checkpoint, device=str(device))
+    loader = build_dataloader(cfg.test_dataloader.to_dict())
+    evaluator = Evaluator(cfg.test_evaluator.to_dict())
+    evaluator.set_dataset_meta(dataset_meta_of(loader))
+    checkpoints = {n for n in (10**k for k in range(10)) if n < args.num_images} | {args.num_images}
+    resident, seen = {}, 0
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    with torch.no_grad():
+        for batch in batches:
+            evaluator.process(batch, model.test_step(batch))
+            seen += len(batch['data_samples'])
+            if seen in checkpoints:
+                resident[seen] = round(resident_memory_mb() or float('nan'), 1)
+            if seen >= args.num_images:
+                break
+    evaluator.evaluate(seen)
+    return dict(resident_mb_after_images=resident, peak_memory_mb=round(peak_memory_mb(device), 1))
+
+
+def machine(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (from /proc/cpuinfo on Linux) and its core count."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            name = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{name}, {os.cpu_count()} cores'
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?')
-    parser.add_argument('--mode', choices=['infer', 'train', 'data', 'slide'], default='infer')
+    parser.add_argument('--mode', choices=['infer', 'train', 'slide', 'data', 'eval'], default='infer')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
     parser.add_argument('--batch', type=int)
     parser.add_argument('--repeat', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--amp', choices=sorted(AMP_DTYPES))
-    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s own)')
+    parser.add_argument('--threads', type=int, help="torch CPU threads (default: torch's own)")
     parser.add_argument('--workers', type=int, default=1, help='loader workers for --mode data')
+    parser.add_argument('--num-images', type=int, default=100, help='images for --mode eval')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args()
@@ -123,18 +187,26 @@ def main() -> None:
     device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
+    apply_amp(cfg, args)
 
-    run = data_case(cfg, args) if args.mode == 'data' else model_case(cfg, args, device)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    times = time_runs(run, args.warmup, args.repeat, device)
-    median = statistics.median(times)
-    result: Dict[str, object] = dict(
-        config=os.path.basename(args.config), mode=args.mode, shape=list(args.shape), batch=args.batch,
-        amp=args.amp, device=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor()
-        or platform.machine(), threads=torch.get_num_threads(), torch=torch.__version__,
-        median_ms=round(1000 * median, 2), min_ms=round(1000 * min(times), 2),
-        images_per_s=round(args.batch / median, 2), peak_memory_mb=round(peak_memory_mb(device), 1))
+    result: Dict[str, object] = dict(config=os.path.basename(args.config), mode=args.mode, amp=args.amp,
+                                     device=machine(device), threads=torch.get_num_threads(),
+                                     torch=torch.__version__)
+    if args.mode == 'eval':
+        result.update(num_images=args.num_images, **eval_memory(cfg, args, device))
+    else:
+        if args.mode == 'data':
+            run = data_case(cfg, args)
+        else:
+            from segkit.apis import init_model
+            run = model_runner(init_model(cfg, args.checkpoint, device=str(device)), cfg, args, device)
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+        times = time_runs(run, args.warmup, args.repeat, device)
+        median = statistics.median(times)
+        result.update(shape=list(args.shape), batch=args.batch, median_ms=round(1000 * median, 2),
+                      min_ms=round(1000 * min(times), 2), images_per_s=round(args.batch / median, 2),
+                      peak_memory_mb=round(peak_memory_mb(device), 1))
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f'{key:<{width}}  {value}')
