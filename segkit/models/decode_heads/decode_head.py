@@ -133,10 +133,14 @@ class BaseDecodeHead(nn.Module):
         raise NotImplementedError(f'{type(self).__name__} must implement forward(inputs) -> logits')
 
     def cls_seg(self, feat: torch.Tensor) -> torch.Tensor:
-        """Per-pixel classification: dropout, then the 1x1 ``conv_seg``."""
+        """Per-pixel classification: dropout, then the 1x1 ``conv_seg``.
+
+        The logits come out in the standard contiguous layout even from channels-last features (MiT's): a
+        channels-last tensor would be copied, upsampled to full resolution, by each softmax / loss over classes.
+        """
         if self.dropout is not None:
             feat = self.dropout(feat)
-        return self.conv_seg(feat)
+        return self.conv_seg(feat).contiguous()
 
     def loss(self, inputs: Sequence[torch.Tensor], data_samples: List[dict],
              train_cfg: Optional[dict] = None) -> Dict[str, torch.Tensor]:
