@@ -73,6 +73,12 @@ def test_benchmark_data_mode_draws_batches(tiny_config, monkeypatch, capsys):
     assert result['batch'] == 2 and result['images_per_s'] > 0
 
 
+def test_benchmark_matmul_mode_reports_gflops(tiny_config, monkeypatch, capsys):
+    result = run_main(benchmark, [tiny_config, '--mode', 'matmul', '--matmul-size', '256', '--repeat', '3'],
+                      monkeypatch, capsys)
+    assert result['gflop_per_s'] == pytest.approx(2 * 256**3 / result['median_ms'] / 1e6, rel=0.03)
+
+
 def test_benchmark_eval_mode_reports_memory_at_each_decade(tiny_config, monkeypatch, capsys):
     # 4 validation images, cycled to 12
     result = run_main(benchmark, [tiny_config, '--mode', 'eval', '--num-images', '12'], monkeypatch, capsys)

@@ -11,6 +11,8 @@ slide: ``slide_inference`` of a 1x3xHxW input (default 1024x2048); the config's 
 data:  samples/s of ``train_dataloader`` (its pipeline, ``--workers`` loader processes).
 eval:  memory of ``model.test_step`` + ``test_evaluator`` over ``--num-images`` images of ``test_dataloader``
        (cycled): the process's resident memory after 1, 10, 100, ... images and its peak.
+matmul: GFLOP/s of an NxN matrix product (``--matmul-size``, float32 or the ``--amp`` dtype): the yardstick for
+       a model's achieved GFLOP/s (``tools/get_flops.py`` FLOPs / latency). The config is not used.
 ``--amp`` goes through the configs' own opt-in keys: ``model.test_cfg.autocast_dtype`` for inference,
 an ``AmpOptimWrapper`` with that dtype for training. Prints a table and one JSON line.
 """
@@ -118,6 +120,12 @@ def model_runner(model: torch.nn.Module, cfg: Config, args: argparse.Namespace,
     return lambda: model.train_step(batch, optim_wrapper)
 
 
+def matmul_runner(args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    dtype = getattr(torch, AMP_DTYPES[args.amp]) if args.amp else torch.float32
+    a, b = (torch.randn(args.matmul_size, args.matmul_size, device=device, dtype=dtype) for _ in range(2))
+    return lambda: a @ b
+
+
 def data_case(cfg: Config, args: argparse.Namespace) -> Callable[[], None]:
     from segkit.datasets import build_dataloader
     loader_cfg = cfg.train_dataloader.to_dict()
@@ -168,7 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?')
-    parser.add_argument('--mode', choices=['infer', 'train', 'slide', 'data', 'eval'], default='infer')
+    parser.add_argument('--mode', choices=['infer', 'train', 'slide', 'data', 'eval', 'matmul'], default='infer')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
     parser.add_argument('--batch', type=int)
     parser.add_argument('--repeat', type=int, default=10)
@@ -177,6 +185,7 @@ def main() -> None:
     parser.add_argument('--threads', type=int, help="torch CPU threads (default: torch's own)")
     parser.add_argument('--workers', type=int, default=1, help='loader workers for --mode data')
     parser.add_argument('--num-images', type=int, default=100, help='images for --mode eval')
+    parser.add_argument('--matmul-size', type=int, default=2048, help='N of the NxN product for --mode matmul')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args()
@@ -197,6 +206,8 @@ def main() -> None:
     else:
         if args.mode == 'data':
             run = data_case(cfg, args)
+        elif args.mode == 'matmul':
+            run = matmul_runner(args, device)
         else:
             from segkit.apis import init_model
             run = model_runner(init_model(cfg, args.checkpoint, device=str(device)), cfg, args, device)
@@ -204,9 +215,13 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats(device)
         times = time_runs(run, args.warmup, args.repeat, device)
         median = statistics.median(times)
-        result.update(shape=list(args.shape), batch=args.batch, median_ms=round(1000 * median, 2),
-                      min_ms=round(1000 * min(times), 2), images_per_s=round(args.batch / median, 2),
-                      peak_memory_mb=round(peak_memory_mb(device), 1))
+        timing = dict(median_ms=round(1000 * median, 2), min_ms=round(1000 * min(times), 2))
+        if args.mode == 'matmul':
+            result.update(shape=[args.matmul_size] * 2, **timing,
+                          gflop_per_s=round(2 * args.matmul_size**3 / median / 1e9, 1))
+        else:
+            result.update(shape=list(args.shape), batch=args.batch, **timing,
+                          images_per_s=round(args.batch / median, 2), peak_memory_mb=round(peak_memory_mb(device), 1))
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f'{key:<{width}}  {value}')
