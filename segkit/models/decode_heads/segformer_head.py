@@ -45,11 +45,11 @@ class SegformerHead(BaseDecodeHead):
         stage_outs = (resize(F.conv2d(conv(x), weight), size, mode=self.interpolate_mode,
                              align_corners=self.align_corners)
                       for conv, x, weight in zip(self.convs, inputs, stage_weights))
-        fused = next(stage_outs)
+        fused = next(stage_outs)  # a fresh tensor that no backward needs: summed into in place
         for out in stage_outs:
-            fused = fused + out
+            fused += out
         if fusion.conv.bias is not None:
-            fused = fused + fusion.conv.bias.view(1, -1, 1, 1)
+            fused += fusion.conv.bias.view(1, -1, 1, 1)
         if fusion.with_norm:
             fused = fusion.norm(fused)
         if fusion.with_activation:
