@@ -156,7 +156,9 @@ class BaseDecodeHead(nn.Module):
         """Losses (one entry per ``loss_name``) and ``acc_seg`` of logits resized to the label size."""
         seg_label = torch.stack([sample['gt_sem_seg'].reshape(sample['gt_sem_seg'].shape[-2:])
                                  for sample in data_samples]).long()
-        seg_logits = resize(seg_logits, seg_label.shape[1:], mode='bilinear', align_corners=self.align_corners)
+        # float32 from here even under autocast: the full-resolution loss would cast a bf16/fp16 upsampling back
+        # to float32 anyway, at a full-size copy (and upsampling is not faster in bf16 on CPU)
+        seg_logits = resize(seg_logits.float(), seg_label.shape[1:], mode='bilinear', align_corners=self.align_corners)
         seg_weight = None if self.sampler is None else self.sampler.sample(seg_logits, seg_label)
         losses: Dict[str, torch.Tensor] = {}
         for loss_fn in self.losses:
