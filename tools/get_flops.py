@@ -38,7 +38,8 @@ def count(model: torch.nn.Module, shape: tuple) -> dict:
     with torch.inference_mode(), counter:
         model(x, None, mode='tensor')
     return dict(params=sum(p.numel() for p in model.parameters()),
-                params_by_part={name: sum(p.numel() for p in part.parameters()) for name, part in model.named_children()},
+                params_by_part={name: sum(p.numel() for p in part.parameters())
+                                for name, part in model.named_children()},
                 macs=counter.get_total_flops() // 2)
 
 
