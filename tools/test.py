@@ -11,16 +11,13 @@ Multi-GPU (or multi-process CPU): ``bash tools/dist_test.sh CONFIG CHECKPOINT GP
 import argparse
 import os
 import sys
-import traceback
 from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch.distributed  # noqa: E402
-
 from segkit import Config, DictAction  # noqa: E402
 from segkit.config import ConfigError  # noqa: E402
-from segkit.engine import Runner  # noqa: E402
+from segkit.engine.cli import run_phase  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -78,21 +75,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = build_config(args)
-    except ConfigError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    try:
-        Runner.from_cfg(cfg).test()
-    except Exception as e:  # the first line says what failed; the traceback follows for debugging
-        print(f'error: testing failed: {type(e).__name__}: {e}', file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
+    return run_phase(lambda: build_config(args), 'test')
 
 
 if __name__ == '__main__':
