@@ -51,6 +51,20 @@ def test_hand_computed_values_with_ignore_and_absent_class(caplog):
     assert metric.evaluate(1)['mIoU'] == pytest.approx(33.33)
 
 
+def test_uint8_labels_score_like_int64_labels():
+    pred = torch.tensor([[0, 1, 1, 2, 2]])
+    gt = torch.tensor([[0, 0, 1, 255, 2]])
+    for ignore_index in (255, -1):  # -1: a uint8 255 must not be taken for it
+        results = []
+        for label in (gt, gt.to(torch.uint8)):
+            metric = metric_with(ignore_index=ignore_index)
+            metric.process({}, [dict(pred_sem_seg=pred, gt_sem_seg=label)])
+            results.append(metric.evaluate(1))
+        assert results[0] == results[1]
+    # ignore_index=-1: the 255 pixel is not ignored, so its prediction (2) widens class 2's union
+    assert results[0]['mIoU'] == pytest.approx(50.0)
+
+
 def test_prefix_and_missing_dataset_meta():
     metric = metric_with(prefix='val')
     feed(metric, [([[0, 1]], [[0, 1]])])

@@ -138,6 +138,12 @@ def test_preprocessor_training_pads_images_and_labels():
     first = out['data_samples'][0]
     assert first['padding_size'] == (0, 14, 0, 3) and first['pad_shape'] == (16, 24) and first['img_shape'] == (13, 10)
     assert first['gt_sem_seg'].shape == (16, 24) and (first['gt_sem_seg'][13:] == 255).all()
+    assert first['gt_sem_seg'].dtype == torch.int64
+    narrow = batch([(13, 10)])
+    narrow['data_samples'][0]['gt_sem_seg'] = narrow['data_samples'][0]['gt_sem_seg'].to(torch.uint8)
+    label = SegDataPreProcessor(size_divisor=8, seg_pad_val=-1)(narrow, training=True)['data_samples'][0]['gt_sem_seg']
+    assert label.dtype == torch.int64 and (label[13:] == -1).all()  # widened before padding: -1 stays -1
+    assert torch.equal(label[:13, :10], narrow['data_samples'][0]['gt_sem_seg'].long())
     assert data['data_samples'][0].keys() == original[0].keys()  # inputs not mutated
     assert data['data_samples'][0]['gt_sem_seg'].shape == (13, 10)
     fixed = SegDataPreProcessor(size=(20, 20))(batch([(13, 10)]), training=True)

@@ -272,9 +272,22 @@ def test_pack_seg_inputs_follows_the_contract():
     sample = out['data_samples']
     assert set(sample) == {'img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
                            'flip', 'flip_direction', 'reduce_zero_label', 'gt_sem_seg'}
-    assert sample['gt_sem_seg'].dtype == torch.int64 and sample['gt_sem_seg'].shape == (30, 40)
+    assert sample['gt_sem_seg'].dtype == torch.uint8 and sample['gt_sem_seg'].shape == (30, 40)  # as loaded
+    assert torch.equal(sample['gt_sem_seg'], torch.from_numpy(results['gt_seg_map']))
+    wide = PackSegInputs()(dict(img=results['img'], gt_seg_map=results['gt_seg_map'].astype(np.uint16) * 300))
+    assert wide['data_samples']['gt_sem_seg'].dtype == torch.int64  # maps that are not 8-bit become int64
+    assert int(wide['data_samples']['gt_sem_seg'].max()) == int(results['gt_seg_map'].max()) * 300
     no_label = PackSegInputs()(dict(img=np.zeros((4, 5), np.uint8)))
     assert no_label['inputs'].shape == (1, 4, 5) and 'gt_sem_seg' not in no_label['data_samples']
+
+
+@pytest.mark.parametrize('img', [np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)[2:15, 3:20],  # a view
+                                 np.random.RandomState(0).rand(7, 9, 3).astype(np.float32),
+                                 np.arange(8 * 8 * 4, dtype=np.uint8).reshape(8, 8, 4)[:, ::-1]])
+def test_pack_seg_inputs_transposes_any_image_to_chw(img):
+    inputs = PackSegInputs()(dict(img=img))['inputs']
+    assert inputs.dtype == torch.from_numpy(img.copy()).dtype and inputs.is_contiguous()
+    assert torch.equal(inputs, torch.from_numpy(img.copy()).permute(2, 0, 1))
 
 
 def test_compose_stops_on_none_and_builds_registered_user_transforms():

@@ -31,8 +31,9 @@ def intersect_and_union(pred: torch.Tensor, label: torch.Tensor, num_classes: in
 
     Pixels labelled ``ignore_index`` are left out entirely.
     """
+    pred, label = pred.long(), label.long()  # before comparing: uint8 255 would equal an ignore_index of -1
     keep = label != ignore_index
-    pred, label = pred[keep].long(), label[keep].long()
+    pred, label = pred[keep], label[keep]
     area_intersect = _histogram(pred[pred == label], num_classes)
     area_pred = _histogram(pred, num_classes)
     area_label = _histogram(label, num_classes)

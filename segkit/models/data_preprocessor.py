@@ -19,7 +19,7 @@ class SegDataPreProcessor(nn.Module):
     -> ``{'inputs': float (N, 3, H, W), 'data_samples': [dict, ...]}``.
 
     In training, images are padded (bottom/right, with ``pad_val``) to ``size`` or to the batch's largest size
-    rounded up to ``size_divisor`` (or just to the largest size), and ``gt_sem_seg`` likewise with
+    rounded up to ``size_divisor`` (or just to the largest size), and ``gt_sem_seg`` (made int64) likewise with
     ``seg_pad_val``; each sample records ``img_shape``, ``pad_shape`` and ``padding_size`` (left, right, top,
     bottom). In testing, images are padded only when ``test_cfg`` gives ``size`` or ``size_divisor``, and labels
     are left alone. The returned sample dicts are new; the input ones are not changed.
@@ -124,7 +124,8 @@ class SegDataPreProcessor(nn.Module):
                 continue
             sample = samples[i]
             if pad_labels and 'gt_sem_seg' in sample:
-                seg = sample['gt_sem_seg'].to(img.device, non_blocking=True)
+                # sent as it comes (uint8 from PackSegInputs), widened on the device
+                seg = sample['gt_sem_seg'].to(img.device, non_blocking=True).long()
                 sample['gt_sem_seg'] = F.pad(seg, padding, value=self.seg_pad_val) if any(padding) else seg
             sample.update(img_shape=(h, w), pad_shape=tuple(img.shape[-2:]), padding_size=padding)
         return torch.stack(padded), samples
