@@ -246,3 +246,15 @@ def test_work_dir_defaults_to_config_name_and_is_required_otherwise(tmp_path, mo
     assert runner.work_dir == os.path.join(str(tmp_path), 'work_dirs', 'tiny_segformer')
     with pytest.raises(KeyError, match='work_dir'):
         Runner.from_cfg(cfg.to_dict())
+
+
+@pytest.mark.parametrize('setting, calls', [(None, 1), (True, 1), (False, 0)])
+def test_env_cfg_retain_freed_memory_defaults_on_and_can_be_turned_off(tmp_path, monkeypatch, setting, calls):
+    called = []
+    monkeypatch.setattr('segkit.engine.runner.retain_freed_memory', lambda: called.append(1) or True)
+    cfg = tiny_cfg(tmp_path)
+    if setting is not None:
+        cfg.env_cfg.retain_freed_memory = setting
+    Runner.from_cfg(cfg)
+    close_runner_handlers()
+    assert len(called) == calls

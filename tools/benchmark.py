@@ -14,7 +14,9 @@ eval:  memory of ``model.test_step`` + ``test_evaluator`` over ``--num-images`` 
 matmul: GFLOP/s of an NxN matrix product (``--matmul-size``, float32 or the ``--amp`` dtype): the yardstick for
        a model's achieved GFLOP/s (``tools/get_flops.py`` FLOPs / latency). The config is not used.
 ``--amp`` goes through the configs' own opt-in keys: ``model.test_cfg.autocast_dtype`` for inference,
-an ``AmpOptimWrapper`` with that dtype for training. Prints a table and one JSON line.
+an ``AmpOptimWrapper`` with that dtype for training. The config's ``env_cfg.retain_freed_memory`` (default True)
+is applied as ``tools/train.py`` and ``tools/test.py`` apply it (``segkit.engine.retain_freed_memory``).
+Prints a table and one JSON line.
 """
 import argparse
 import itertools
@@ -32,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from segkit import Config, DictAction  # noqa: E402
+from segkit.engine import retain_freed_memory  # noqa: E402
 
 AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
 
@@ -197,10 +200,11 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     apply_amp(cfg, args)
+    retained = bool(cfg.get('env_cfg', {}).get('retain_freed_memory', True)) and retain_freed_memory()
 
     result: Dict[str, object] = dict(config=os.path.basename(args.config), mode=args.mode, amp=args.amp,
                                      device=machine(device), threads=torch.get_num_threads(),
-                                     torch=torch.__version__)
+                                     torch=torch.__version__, retain_freed_memory=retained)
     if args.mode == 'eval':
         result.update(num_images=args.num_images, **eval_memory(cfg, args, device))
     else:

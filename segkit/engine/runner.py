@@ -31,6 +31,7 @@ from segkit.datasets import build_dataloader
 from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_distributed, is_main_process
 from segkit.registry import HOOKS, LOOPS, MODELS
 
+from .allocator import retain_freed_memory
 from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
 from .loops import dataset_meta_of
@@ -98,8 +99,9 @@ class Runner:
         load_from: checkpoint whose weights are loaded (non-strictly) before running.
         resume: resume training from ``load_from`` or else from the work dir's ``last_checkpoint``.
         launcher: ``'none'`` or ``'pytorch'`` (torchrun); the process group is initialised if needed.
-        env_cfg: ``cudnn_benchmark``, ``mp_cfg`` (``mp_start_method``, ``opencv_num_threads``) and
-            ``dist_cfg`` (``backend``, optional ``timeout`` in seconds).
+        env_cfg: ``cudnn_benchmark``, ``mp_cfg`` (``mp_start_method``, ``opencv_num_threads``),
+            ``dist_cfg`` (``backend``, optional ``timeout`` in seconds) and segkit's ``retain_freed_memory``
+            (default True: see ``segkit.engine.allocator``; False keeps glibc's default).
         log_processor: ``window_size`` (smoothing, default 10) and ``num_digits`` (default 4); other keys
             (``by_epoch``) are accepted and ignored.
         log_level: level of the console and file logs.
@@ -206,7 +208,9 @@ class Runner:
 
     # -- process setup --------------------------------------------------------------------------------------------
     def _setup_env(self, env_cfg: dict, launcher: str) -> None:
-        """Multiprocessing start method, OpenCV threads, cuDNN benchmarking and the process group."""
+        """Multiprocessing start method, OpenCV threads, cuDNN benchmarking, malloc and the process group."""
+        if env_cfg.get('retain_freed_memory', True):
+            retain_freed_memory()
         mp_cfg = env_cfg.get('mp_cfg') or {}
         start_method = mp_cfg.get('mp_start_method')
         if start_method and platform.system() != 'Windows':
