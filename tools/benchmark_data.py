@@ -1,7 +1,7 @@
 """Side-by-side samples/s of segkit's and MMSeg 1.2.2's training data loaders on the same images, in one process.
 
     PYTHONPATH=. /tmp/segkit-peers/bin/python tools/benchmark_data.py ../shared/data/camvid \
-        [--workers 1] [--batch 2] [--batches 24] [--rounds 5] [--skip mmseg]
+        [--workers 1] [--batch 2] [--batches 100] [--rounds 5] [--skip mmseg]
 
 Both loaders run the ADE20K training pipeline of ``configs/_base_/datasets/ade20k.py`` (random rescale within
 2048x512 at 0.5-2x, 512x512 crop with ``cat_max_ratio=0.75``, flip, photometric distortion, packing) on the
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument('data_root', help='MMSeg-layout dataset with img_dir/train, ann_dir/train, train.txt')
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--batches', type=int, default=24, help='timed batches per round')
+    parser.add_argument('--batches', type=int, default=100, help='timed batches per round')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--skip', nargs='*', default=[], choices=['mmseg'])
     args = parser.parse_args()
