@@ -86,11 +86,12 @@ def apply_amp(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def random_batch(batch: int, shape: tuple, num_classes: int, device: torch.device) -> dict:
-    """A collated batch as the dataloader gives it: uint8 BGR images and int64 label maps."""
+    """A collated batch as the dataloader gives it: uint8 BGR images and (8-bit where they fit) label maps."""
     h, w = shape
+    label_dtype = torch.uint8 if num_classes <= 256 else torch.int64
     inputs = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, device=device) for _ in range(batch)]
-    samples = [dict(img_shape=(h, w), ori_shape=(h, w), gt_sem_seg=torch.randint(0, num_classes, (h, w),
-                                                                                  device=device))
+    samples = [dict(img_shape=(h, w), ori_shape=(h, w),
+                    gt_sem_seg=torch.randint(0, num_classes, (h, w), dtype=label_dtype, device=device))
                for _ in range(batch)]
     return dict(inputs=inputs, data_samples=samples)
 
