@@ -7,7 +7,7 @@ from .loops import IterBasedTrainLoop, TestLoop, ValLoop
 from .runner import Runner, find_latest_checkpoint
 from .vis_backends import LocalVisBackend, SegLocalVisualizer, TensorboardVisBackend
 
-__all__ = ['Runner', 'find_latest_checkpoint', 'retain_freed_memory', 'IterBasedTrainLoop', 'ValLoop', 'TestLoop', 'Hook',
-           'CheckpointHook', 'DistSamplerSeedHook', 'EMAHook', 'EmptyCacheHook', 'IterTimerHook', 'LoggerHook',
+__all__ = ['Runner', 'find_latest_checkpoint', 'retain_freed_memory', 'IterBasedTrainLoop', 'ValLoop', 'TestLoop',
+           'Hook', 'CheckpointHook', 'DistSamplerSeedHook', 'EMAHook', 'EmptyCacheHook', 'IterTimerHook', 'LoggerHook',
            'ParamSchedulerHook', 'SegVisualizationHook', 'LocalVisBackend', 'TensorboardVisBackend',
            'SegLocalVisualizer']

@@ -15,8 +15,8 @@ def retain_freed_memory() -> bool:
     By default glibc gives each large block (activations, gradients, logits) its own ``mmap`` and unmaps it on
     free, and trims the heap's free top; the next step's tensors then fault their pages in again one by one.
     On this project's 2-core VM that page-faulting made a SegFormer-B0 CPU training step about 30% slower and
-    B2 inference about 10% slower (docs/benchmark.md). With ``mmap`` and trimming off, memory is faulted once and
-    reused: the process's RSS stays at its peak (about 20% above the default's peak in B0 training) instead of
+    B2 inference 10-15% slower (docs/benchmark.md). With ``mmap`` and trimming off, memory is faulted once and
+    reused: the process's RSS stays at its peak (20-30% above the default's peak in B0 training) instead of
     falling between steps. Process-wide and not undone; forked loader workers inherit it.
 
     Returns whether it took effect: False where the C library is not glibc.
