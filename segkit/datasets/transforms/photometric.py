@@ -36,7 +36,7 @@ def _apply_table(img: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 def _apply_to_channel(hsv: np.ndarray, channel: int, table: np.ndarray) -> np.ndarray:
     """Apply a table to one channel of a freshly converted HSV image, in place."""
-    hsv[:, :, channel] = cv2.LUT(np.ascontiguousarray(hsv[:, :, channel]), table)
+    cv2.insertChannel(cv2.LUT(cv2.extractChannel(hsv, channel), table), hsv, channel)
     return hsv
 
 
