@@ -258,3 +258,35 @@ def test_env_cfg_retain_freed_memory_defaults_on_and_can_be_turned_off(tmp_path,
     Runner.from_cfg(cfg)
     close_runner_handlers()
     assert len(called) == calls
+
+
+def test_compile_key_compiles_the_networks_and_keeps_training_and_keys_the_same(tmp_path):
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    def run(name, **overrides):
+        cfg = tiny_cfg(tmp_path, work_dir=str(tmp_path / name), custom_hooks=[dict(type='RecordLossHook')],
+                       **overrides)
+        cfg.train_cfg.update(max_iters=3, val_interval=100)
+        with one_thread():
+            return train(cfg)
+
+    _, eager_model, eager_losses = run('eager')
+    runner, compiled_model, compiled_losses = run('compiled', compile=dict(backend=recording_backend))
+    assert graphs, 'the compiled forward never ran'
+    (log_file,) = (tmp_path / 'compiled').glob('*/*.log')
+    assert 'applied to backbone, decode_head;' in log_file.read_text()
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-5)
+    assert list(compiled_model.state_dict()) == list(eager_model.state_dict())  # no _orig_mod. prefixes
+    assert list(torch.load(tmp_path / 'compiled' / 'iter_3.pth', weights_only=True)['state_dict']) == \
+        list(eager_model.state_dict())
+    assert compiled_model.data_preprocessor.forward.__func__ is type(compiled_model.data_preprocessor).forward
+
+
+def test_compile_key_must_be_a_bool_or_torch_compile_arguments(tmp_path):
+    with pytest.raises(TypeError, match='"compile"'):
+        Runner.from_cfg(tiny_cfg(tmp_path, compile='yes'))
+    close_runner_handlers()

@@ -32,6 +32,7 @@ from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_
 from segkit.registry import HOOKS, LOOPS, MODELS
 
 from .allocator import retain_freed_memory
+from .compile import compile_networks, compile_options
 from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
 from .loops import dataset_meta_of
@@ -109,7 +110,9 @@ class Runner:
         randomness: ``seed`` (None: drawn at random and shared by all ranks), ``deterministic`` and
             ``diff_rank_seed`` (offset the seed by the rank).
         cfg: the whole config, dumped to the work dir and stored in checkpoints; its ``sync_bn``,
-            ``find_unused_parameters`` and ``model_wrapper_cfg`` set up distributed training.
+            ``find_unused_parameters`` and ``model_wrapper_cfg`` set up distributed training, and its
+            ``compile`` (True or ``torch.compile`` arguments) compiles the networks for training
+            (``segkit.engine.compile``).
     """
 
     def __init__(self, model: Union[nn.Module, dict], work_dir: str,
@@ -126,6 +129,7 @@ class Runner:
                  visualizer: Optional[dict] = None, randomness: Optional[dict] = None,
                  cfg: Optional[ConfigLike] = None) -> None:
         self.cfg: Dict[str, Any] = cfg.to_dict() if isinstance(cfg, Config) else copy.deepcopy(dict(cfg or {}))
+        self._compile_options = compile_options(self.cfg.get('compile'))
         self.work_dir = os.path.abspath(work_dir)
         self._setup_env(env_cfg or {}, launcher)
         self.rank, self.world_size = get_dist_info()
@@ -372,6 +376,10 @@ class Runner:
                 self.model, self.device, self.cfg.get('model_wrapper_cfg'),
                 find_unused_parameters=bool(self.cfg.get('find_unused_parameters', False)),
                 sync_bn=self.cfg.get('sync_bn'))
+        if self._compile_options is not None:
+            names = compile_networks(unwrap_model(self.model), self._compile_options)
+            self.logger.info(f'torch.compile({self._compile_options}) applied to {", ".join(names)}; '
+                             f'the first iterations (and the first validation) include compilation')
         self.optim_wrapper.initialize_count_status(self.model, self.iter, self.max_iters)
         self.train_loop.run()
         self.call_hook('after_run')
