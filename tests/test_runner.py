@@ -290,3 +290,40 @@ def test_compile_key_must_be_a_bool_or_torch_compile_arguments(tmp_path):
     with pytest.raises(TypeError, match='"compile"'):
         Runner.from_cfg(tiny_cfg(tmp_path, compile='yes'))
     close_runner_handlers()
+
+
+@pytest.mark.parametrize('auto_scale_lr, expected_lr', [
+    (None, 0.01), (dict(enable=False, base_batch_size=8), 0.01), (dict(enable=True, base_batch_size=8), 0.0025)])
+def test_auto_scale_lr_scales_by_total_batch_over_base_batch(tmp_path, auto_scale_lr, expected_lr):
+    seen = {}
+
+    @HOOKS.register_module(force=True)
+    class SeeLrHook(Hook):
+        def before_train(self, runner):
+            seen['lr'] = runner.optim_wrapper.optimizer.param_groups[0]['lr']
+            seen['scheduler_base'] = runner.param_schedulers[0].base_values[0]
+
+    cfg = tiny_cfg(tmp_path, custom_hooks=[dict(type='SeeLrHook')])  # batch 2 on one process, lr 0.01
+    if auto_scale_lr is not None:
+        cfg.auto_scale_lr = auto_scale_lr
+    cfg.train_cfg.max_iters = 1
+    Runner.from_cfg(cfg).train()
+    close_runner_handlers()
+    assert seen == dict(lr=pytest.approx(expected_lr), scheduler_base=pytest.approx(expected_lr))
+
+
+def test_auto_scale_lr_without_base_batch_size_is_refused(tmp_path):
+    cfg = tiny_cfg(tmp_path, auto_scale_lr=dict(enable=True))
+    with pytest.raises(ValueError, match='base_batch_size'):
+        Runner.from_cfg(cfg).train()
+    close_runner_handlers()
+
+
+def test_top_level_data_preprocessor_serves_a_model_without_one(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    top = dict(type='SegDataPreProcessor', mean=[1., 2., 3.], std=[4., 5., 6.], size=(32, 32))
+    cfg.data_preprocessor = top
+    assert Runner.from_cfg(cfg).model.data_preprocessor.mean.flatten().tolist() == [100., 100., 100.]  # model's wins
+    del cfg.model['data_preprocessor']
+    assert Runner.from_cfg(cfg).model.data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]
+    close_runner_handlers()

@@ -37,7 +37,7 @@ from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
 from .loops import dataset_meta_of
 from .model_wrapper import unwrap_model, wrap_model_for_distributed
-from .optim import build_optim_wrapper, build_param_schedulers
+from .optim import build_optim_wrapper, build_param_schedulers, scale_lr
 from .rng import capture_rng_state, restore_rng_state, set_random_seed
 from .vis_backends import build_visualizer
 
@@ -112,7 +112,8 @@ class Runner:
         cfg: the whole config, dumped to the work dir and stored in checkpoints; its ``sync_bn``,
             ``find_unused_parameters`` and ``model_wrapper_cfg`` set up distributed training, and its
             ``compile`` (True or ``torch.compile`` arguments) compiles the networks for training
-            (``segkit.engine.compile``).
+            (``segkit.engine.compile``), and its ``auto_scale_lr`` scales the learning rates with the total batch
+            size (``segkit.engine.optim.auto_scale_lr``).
     """
 
     def __init__(self, model: Union[nn.Module, dict], work_dir: str,
@@ -197,8 +198,12 @@ class Runner:
         if 'model' not in cfg:
             raise KeyError('the config has no "model"')
         plain = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+        model = plain['model']
+        if isinstance(model, dict) and plain.get('data_preprocessor') is not None:
+            # MMEngine's rule: a top-level data_preprocessor serves a model config that has none
+            model = {'data_preprocessor': plain['data_preprocessor'], **model}
         return cls(
-            model=plain['model'], work_dir=work_dir,
+            model=model, work_dir=work_dir,
             train_dataloader=plain.get('train_dataloader'), val_dataloader=plain.get('val_dataloader'),
             test_dataloader=plain.get('test_dataloader'),
             train_cfg=plain.get('train_cfg'), val_cfg=plain.get('val_cfg'), test_cfg=plain.get('test_cfg'),
@@ -356,6 +361,11 @@ class Runner:
         if cfg is None:
             raise KeyError('train: the config has no optim_wrapper')
         self.optim_wrapper = build_optim_wrapper(model, cfg) if isinstance(cfg, dict) else cfg
+        total_batch_size = self.world_size * self.train_dataloader.batch_size
+        ratio = scale_lr(self.optim_wrapper, self.cfg.get('auto_scale_lr'), total_batch_size)
+        if ratio is not None:
+            self.logger.info(f'auto_scale_lr: learning rates scaled by {ratio:g} (total batch size '
+                             f'{total_batch_size}, base_batch_size {self.cfg["auto_scale_lr"]["base_batch_size"]})')
         schedulers = self._param_scheduler_cfg
         if schedulers is None or isinstance(schedulers, dict) or all(isinstance(s, dict) for s in schedulers):
             self.param_schedulers = build_param_schedulers(self.optim_wrapper, schedulers, self.max_iters,
