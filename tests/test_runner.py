@@ -327,3 +327,44 @@ def test_top_level_data_preprocessor_serves_a_model_without_one(tmp_path):
     del cfg.model['data_preprocessor']
     assert Runner.from_cfg(cfg).model.data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]
     close_runner_handlers()
+
+
+@pytest.mark.parametrize('section, key, match', [
+    ('env_cfg', 'retain_freed_memroy', "env_cfg.retain_freed_memroy .*did you mean 'retain_freed_memory'"),
+    ('env_cfg.mp_cfg', 'opencv_threads', "env_cfg.mp_cfg.opencv_threads .*'opencv_num_threads'"),
+    ('env_cfg.dist_cfg', 'backnd', "env_cfg.dist_cfg.backnd .*'backend'"),
+    ('randomness', 'sed', "randomness.sed .*'seed'"),
+    ('log_processor', 'windows_size', "log_processor.windows_size .*'window_size'")])
+def test_misspelt_runner_settings_are_refused_by_name(tmp_path, section, key, match):
+    cfg = tiny_cfg(tmp_path)
+    node = cfg
+    for part in section.split('.'):
+        node = node.setdefault(part, {})
+    node[key] = 1
+    with pytest.raises(KeyError, match=match):
+        Runner.from_cfg(cfg)
+    close_runner_handlers()
+
+
+def test_mmengine_log_processor_extras_warn_that_they_are_ignored(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    cfg.log_processor = dict(by_epoch=False, custom_cfg=[dict(data_src='loss', window_size='global')])
+    with pytest.warns(UserWarning, match='log_processor.custom_cfg .*ignored'):
+        Runner.from_cfg(cfg)
+    close_runner_handlers()
+
+
+def test_open_file_soft_limit_is_raised_to_resource_limit(tmp_path):
+    resource = pytest.importorskip('resource')
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f'the hard limit on open files ({hard}) leaves no room to test')
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        cfg = tiny_cfg(tmp_path)
+        cfg.env_cfg.resource_limit = 2048
+        Runner.from_cfg(cfg)
+        close_runner_handlers()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (2048, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

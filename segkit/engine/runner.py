@@ -33,10 +33,12 @@ from segkit.registry import HOOKS, LOOPS, MODELS
 
 from .allocator import retain_freed_memory
 from .compile import compile_networks, compile_options
+from .config_keys import check_keys
 from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
 from .loops import dataset_meta_of
 from .model_wrapper import unwrap_model, wrap_model_for_distributed
+from .open_files import raise_open_file_limit
 from .optim import build_optim_wrapper, build_param_schedulers, scale_lr
 from .rng import capture_rng_state, restore_rng_state, set_random_seed
 from .vis_backends import build_visualizer
@@ -101,10 +103,12 @@ class Runner:
         resume: resume training from ``load_from`` or else from the work dir's ``last_checkpoint``.
         launcher: ``'none'`` or ``'pytorch'`` (torchrun); the process group is initialised if needed.
         env_cfg: ``cudnn_benchmark``, ``mp_cfg`` (``mp_start_method``, ``opencv_num_threads``),
-            ``dist_cfg`` (``backend``, optional ``timeout`` in seconds) and segkit's ``retain_freed_memory``
+            ``dist_cfg`` (``backend``, optional ``timeout`` in seconds), ``resource_limit`` (open files, default
+            4096) and segkit's ``retain_freed_memory``
             (default True: see ``segkit.engine.allocator``; False keeps glibc's default).
-        log_processor: ``window_size`` (smoothing, default 10) and ``num_digits`` (default 4); other keys
-            (``by_epoch``) are accepted and ignored.
+        log_processor: ``window_size`` (smoothing, default 10) and ``num_digits`` (default 4); ``type`` and
+            ``by_epoch`` are accepted (the loop counts iterations). For these sections and ``env_cfg`` and
+            ``randomness``, an unknown key is a KeyError (``segkit.engine.config_keys``).
         log_level: level of the console and file logs.
         visualizer: ``dict(type='SegLocalVisualizer', vis_backends=[...])``.
         randomness: ``seed`` (None: drawn at random and shared by all ranks), ``deterministic`` and
@@ -137,6 +141,7 @@ class Runner:
         self.device = self._pick_device()
 
         randomness = dict(randomness or {})
+        check_keys('randomness', randomness)
         self.seed = randomness.get('seed')
         if self.seed is None:
             self.seed = broadcast_object(int(np.random.randint(2 ** 31)))
@@ -151,6 +156,7 @@ class Runner:
             os.makedirs(self.log_dir, exist_ok=True)
         self.logger = setup_logger(os.path.join(self.log_dir, f'{self.timestamp}.log'), log_level, self.rank)
         log_processor = dict(log_processor or {})
+        check_keys('log_processor', log_processor)
         self.log_window_size = int(log_processor.get('window_size', 10))
         self.log_num_digits = int(log_processor.get('num_digits', 4))
         self.message_hub = MessageHub()
@@ -217,10 +223,16 @@ class Runner:
 
     # -- process setup --------------------------------------------------------------------------------------------
     def _setup_env(self, env_cfg: dict, launcher: str) -> None:
-        """Multiprocessing start method, OpenCV threads, cuDNN benchmarking, malloc and the process group."""
+        """Multiprocessing start method, OpenCV threads, cuDNN benchmarking, malloc, the open-file limit and
+        the process group."""
+        check_keys('env_cfg', env_cfg)
+        mp_cfg = env_cfg.get('mp_cfg') or {}
+        dist_cfg = env_cfg.get('dist_cfg') or {}
+        check_keys('env_cfg.mp_cfg', mp_cfg)
+        check_keys('env_cfg.dist_cfg', dist_cfg)
         if env_cfg.get('retain_freed_memory', True):
             retain_freed_memory()
-        mp_cfg = env_cfg.get('mp_cfg') or {}
+        raise_open_file_limit(int(env_cfg.get('resource_limit', 4096)))
         start_method = mp_cfg.get('mp_start_method')
         if start_method and platform.system() != 'Windows':
             current = mp.get_start_method(allow_none=True)
@@ -232,7 +244,6 @@ class Runner:
         if launcher not in ('none', 'pytorch'):
             raise ValueError(f'launcher must be "none" or "pytorch" (torchrun), got {launcher!r}')
         if launcher == 'pytorch' and not is_distributed():
-            dist_cfg = env_cfg.get('dist_cfg') or {}
             backend = dist_cfg.get('backend')
             if backend == 'nccl' and not torch.cuda.is_available():
                 backend = 'gloo'  # the config's NCCL needs GPUs; gloo runs the same job on CPUs
