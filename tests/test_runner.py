@@ -275,7 +275,7 @@ def test_compile_key_compiles_the_networks_and_keeps_training_and_keys_the_same(
             return train(cfg)
 
     _, eager_model, eager_losses = run('eager')
-    runner, compiled_model, compiled_losses = run('compiled', compile=dict(backend=recording_backend))
+    _, compiled_model, compiled_losses = run('compiled', compile=dict(backend=recording_backend))
     assert graphs, 'the compiled forward never ran'
     (log_file,) = (tmp_path / 'compiled').glob('*/*.log')
     assert 'applied to backbone, decode_head;' in log_file.read_text()

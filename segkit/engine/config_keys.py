@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from typing import Collection, Mapping
+from typing import Mapping
 
 # The keys each section supports, and MMEngine's keys that segkit accepts without acting on them.
 SECTIONS = {
@@ -16,12 +16,10 @@ SECTIONS = {
 }
 
 
-def check_keys(section: str, given: Mapping, supported: Collection[str] = (),
-               ignored: Collection[str] = ()) -> None:
-    """Raise KeyError for a key of ``given`` that is neither supported nor ignored (with close matches); warn
-    once per ignored key. ``supported``/``ignored`` default to the entry of ``SECTIONS`` for ``section``."""
-    if not supported:
-        supported, ignored = SECTIONS[section]
+def check_keys(section: str, given: Mapping) -> None:
+    """Raise KeyError for a key of ``given`` that ``SECTIONS[section]`` neither supports nor ignores (naming
+    the closest known keys); warn for each ignored one."""
+    supported, ignored = SECTIONS[section]
     for key in given:
         if key in supported:
             continue
@@ -29,6 +27,6 @@ def check_keys(section: str, given: Mapping, supported: Collection[str] = (),
             warnings.warn(f'{section}.{key} is an MMEngine setting that segkit does not implement; it is ignored',
                           stacklevel=3)
             continue
-        close = difflib.get_close_matches(str(key), list(supported) + list(ignored), n=2)
+        close = difflib.get_close_matches(str(key), supported + ignored, n=2)
         hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
         raise KeyError(f'{section}.{key} is not a setting segkit knows{hint} (known: {", ".join(supported)})')

@@ -114,10 +114,10 @@ class Runner:
         randomness: ``seed`` (None: drawn at random and shared by all ranks), ``deterministic`` and
             ``diff_rank_seed`` (offset the seed by the rank).
         cfg: the whole config, dumped to the work dir and stored in checkpoints; its ``sync_bn``,
-            ``find_unused_parameters`` and ``model_wrapper_cfg`` set up distributed training, and its
-            ``compile`` (True or ``torch.compile`` arguments) compiles the networks for training
-            (``segkit.engine.compile``), and its ``auto_scale_lr`` scales the learning rates with the total batch
-            size (``segkit.engine.optim.auto_scale_lr``).
+            ``find_unused_parameters`` and ``model_wrapper_cfg`` set up distributed training; ``compile`` (True
+            or ``torch.compile`` arguments) compiles the networks for training (``segkit.engine.compile``);
+            ``auto_scale_lr`` scales the learning rates with the total batch size
+            (``segkit.engine.optim.auto_scale_lr``).
     """
 
     def __init__(self, model: Union[nn.Module, dict], work_dir: str,
