@@ -26,14 +26,13 @@ from torch.utils.data import DataLoader
 
 import segkit
 from segkit.checkpoint import extract_state_dict, load_file, load_state_dict, save_checkpoint
-from segkit.config import Config, ConfigError
+from segkit.config import Config, ConfigError, check_keys
 from segkit.datasets import build_dataloader
 from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_distributed, is_main_process
 from segkit.registry import HOOKS, LOOPS, MODELS
 
 from .allocator import retain_freed_memory
 from .compile import compile_networks, compile_options
-from .config_keys import check_keys
 from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
 from .loops import dataset_meta_of
@@ -42,6 +41,16 @@ from .open_files import raise_open_file_limit
 from .optim import build_optim_wrapper, build_param_schedulers, scale_lr
 from .rng import capture_rng_state, restore_rng_state, set_random_seed
 from .vis_backends import build_visualizer
+
+# The keys the runner acts on in its small config sections, and MMEngine's that it accepts without acting on them.
+RUNNER_SECTIONS = {
+    'env_cfg': (('cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit', 'retain_freed_memory'), ()),
+    'env_cfg.mp_cfg': (('mp_start_method', 'opencv_num_threads'), ()),
+    'env_cfg.dist_cfg': (('backend', 'timeout'), ()),
+    'randomness': (('seed', 'deterministic', 'diff_rank_seed'), ()),
+    'log_processor': (('type', 'window_size', 'num_digits', 'by_epoch'),
+                      ('custom_cfg', 'log_with_hierarchy', 'mean_pattern')),
+}
 
 # Hooks every run has unless the config's ``default_hooks`` replaces (or, with None, removes) them.
 DEFAULT_HOOKS = dict(
@@ -108,7 +117,7 @@ class Runner:
             (default True: see ``segkit.engine.allocator``; False keeps glibc's default).
         log_processor: ``window_size`` (smoothing, default 10) and ``num_digits`` (default 4); ``type`` and
             ``by_epoch`` are accepted (the loop counts iterations). For these sections and ``env_cfg`` and
-            ``randomness``, an unknown key is a KeyError (``segkit.engine.config_keys``).
+            ``randomness``, an unknown key is a KeyError (``RUNNER_SECTIONS``).
         log_level: level of the console and file logs.
         visualizer: ``dict(type='SegLocalVisualizer', vis_backends=[...])``.
         randomness: ``seed`` (None: drawn at random and shared by all ranks), ``deterministic`` and
@@ -141,7 +150,7 @@ class Runner:
         self.device = self._pick_device()
 
         randomness = dict(randomness or {})
-        check_keys('randomness', randomness)
+        check_keys('randomness', randomness, *RUNNER_SECTIONS['randomness'])
         self.seed = randomness.get('seed')
         if self.seed is None:
             self.seed = broadcast_object(int(np.random.randint(2 ** 31)))
@@ -156,7 +165,7 @@ class Runner:
             os.makedirs(self.log_dir, exist_ok=True)
         self.logger = setup_logger(os.path.join(self.log_dir, f'{self.timestamp}.log'), log_level, self.rank)
         log_processor = dict(log_processor or {})
-        check_keys('log_processor', log_processor)
+        check_keys('log_processor', log_processor, *RUNNER_SECTIONS['log_processor'])
         self.log_window_size = int(log_processor.get('window_size', 10))
         self.log_num_digits = int(log_processor.get('num_digits', 4))
         self.message_hub = MessageHub()
@@ -225,11 +234,11 @@ class Runner:
     def _setup_env(self, env_cfg: dict, launcher: str) -> None:
         """Multiprocessing start method, OpenCV threads, cuDNN benchmarking, malloc, the open-file limit and
         the process group."""
-        check_keys('env_cfg', env_cfg)
+        check_keys('env_cfg', env_cfg, *RUNNER_SECTIONS['env_cfg'])
         mp_cfg = env_cfg.get('mp_cfg') or {}
         dist_cfg = env_cfg.get('dist_cfg') or {}
-        check_keys('env_cfg.mp_cfg', mp_cfg)
-        check_keys('env_cfg.dist_cfg', dist_cfg)
+        check_keys('env_cfg.mp_cfg', mp_cfg, *RUNNER_SECTIONS['env_cfg.mp_cfg'])
+        check_keys('env_cfg.dist_cfg', dist_cfg, *RUNNER_SECTIONS['env_cfg.dist_cfg'])
         if env_cfg.get('retain_freed_memory', True):
             retain_freed_memory()
         raise_open_file_limit(int(env_cfg.get('resource_limit', 4096)))

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segkit.config import check_keys
 from segkit.registry import MODELS
 
 Batch = Dict[str, Any]
@@ -53,6 +54,7 @@ class SegDataPreProcessor(nn.Module):
         self.pad_val = pad_val
         self.seg_pad_val = seg_pad_val
         self.channel_conversion = bgr_to_rgb or rgb_to_bgr
+        check_keys('data_preprocessor.test_cfg', test_cfg or {}, ('size', 'size_divisor'))
         self.test_cfg = test_cfg
         self._enable_normalize = mean is not None
         # an empty buffer that follows the module across .to()/.cuda(): where to put the inputs

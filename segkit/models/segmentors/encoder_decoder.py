@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Union
 import torch
 import torch.nn as nn
 
+from segkit.config import check_keys
 from segkit.registry import MODELS
 from .base import BaseSegmentor
 
@@ -13,6 +14,7 @@ from .base import BaseSegmentor
 # windows of a 1024x2048 image took 4.7 s against 3.9 s one by one (docs/benchmark.md); larger batches may pay
 # on a GPU with small crops (set test_cfg.slide_batch_size).
 DEFAULT_SLIDE_BATCH_SIZE = 1
+TEST_CFG_KEYS = ('mode', 'crop_size', 'stride', 'slide_batch_size', 'autocast_dtype')
 
 
 def add_prefix(losses: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
@@ -31,7 +33,7 @@ class EncoderDecoder(BaseSegmentor):
             ``slide_batch_size`` (segkit) is how many windows run in one forward pass (default 1);
             ``autocast_dtype`` (segkit, opt-in): ``'bfloat16'`` or ``'float16'`` inference, see
             :class:`BaseSegmentor`.
-            A dict or a Config-like object read with ``.get``.
+            A dict or a Config-like object read with ``.get``; another key is a KeyError.
         data_preprocessor / init_cfg: see :class:`BaseSegmentor`.
         pretrained: a backbone checkpoint path (deprecated MMSeg argument, handed to the backbone).
     """
@@ -52,6 +54,7 @@ class EncoderDecoder(BaseSegmentor):
         self._init_auxiliary_head(auxiliary_head)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg if test_cfg is not None else {}
+        check_keys('model.test_cfg', self.test_cfg, TEST_CFG_KEYS)
 
     def _init_decode_head(self, decode_head: dict) -> None:
         self.decode_head = MODELS.build(decode_head)
