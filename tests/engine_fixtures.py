@@ -1,7 +1,9 @@
 """A tiny generated dataset and config for the engine, hook and tool tests (real segkit parts, seconds to train)."""
+import importlib.util
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
 import cv2
@@ -87,6 +89,14 @@ randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
                dist_cfg=dict(backend='gloo'))
 '''
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` (a script, not a package module) so tests can call its functions."""
+    spec = importlib.util.spec_from_file_location(f'segkit_tool_{name}', REPO_ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_tiny_config(tmp_path: Path, name: str = 'tiny_segformer.py') -> Path:

@@ -1,21 +1,13 @@
 """tools/benchmark.py and tools/get_flops.py on a tiny SegFormer: every mode runs and reports what it measured.
 No timing is asserted: speed belongs in docs/benchmark.md, not in unit tests."""
-import importlib.util
 import json
 import sys
 
 import pytest
 import torch
 
-from engine_fixtures import REPO_ROOT, restore_global_state, write_tiny_config  # noqa: F401
+from engine_fixtures import load_tool, restore_global_state, write_tiny_config  # noqa: F401
 from segkit import Config
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'segkit_tool_{name}', REPO_ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 benchmark = load_tool('benchmark')

@@ -1,5 +1,4 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh: flags, outputs and a 2-process CPU run."""
-import importlib.util
 import json
 import os
 import socket
@@ -11,15 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine_fixtures import REPO_ROOT, one_thread, restore_global_state, write_tiny_config  # noqa: F401
+from engine_fixtures import REPO_ROOT, load_tool, one_thread, restore_global_state, write_tiny_config  # noqa: F401
 from segkit.engine.logging import close_runner_handlers
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'segkit_tool_{name}', REPO_ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 train_tool = load_tool('train')
