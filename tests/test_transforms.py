@@ -115,6 +115,16 @@ def test_random_flip_moves_image_and_label_together():
     assert {both(make_results())['flip_direction'] for _ in range(30)} == {'horizontal', 'vertical'}
 
 
+@pytest.mark.parametrize('channels', [1, 3, 200])
+@pytest.mark.parametrize('direction, flipped', [('horizontal', lambda a: a[:, ::-1]), ('vertical', lambda a: a[::-1]),
+                                                ('diagonal', lambda a: a[::-1, ::-1])])
+def test_random_flip_keeps_the_shape_of_any_image(channels, direction, flipped):
+    img = np.random.RandomState(0).randint(0, 256, (6, 7, channels), dtype=np.uint8)
+    out = RandomFlip(prob=1.0, direction=direction)(dict(img=img))['img']
+    assert out.shape == img.shape and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, flipped(img))
+
+
 # ----------------------------------------------------------------------------- photometric
 def mmseg_photometric(img, delta=32, lo=0.5, hi=1.5):
     """MMSeg 1.2.2's algorithm written plainly (float32 arithmetic, two HSV round trips)."""
@@ -283,7 +293,9 @@ def test_pack_seg_inputs_follows_the_contract():
 
 @pytest.mark.parametrize('img', [np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)[2:15, 3:20],  # a view
                                  np.random.RandomState(0).rand(7, 9, 3).astype(np.float32),
-                                 np.arange(8 * 8 * 4, dtype=np.uint8).reshape(8, 8, 4)[:, ::-1]])
+                                 np.arange(8 * 8 * 4, dtype=np.uint8).reshape(8, 8, 4)[:, ::-1],
+                                 np.random.RandomState(1).randint(0, 256, (4, 5, 129), dtype=np.uint8),  # multi-band
+                                 np.arange(4 * 5 * 2, dtype=np.int64).reshape(4, 5, 2)])
 def test_pack_seg_inputs_transposes_any_image_to_chw(img):
     inputs = PackSegInputs()(dict(img=img))['inputs']
     assert inputs.dtype == torch.from_numpy(img.copy()).dtype and inputs.is_contiguous()

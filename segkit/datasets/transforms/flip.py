@@ -9,12 +9,19 @@ import numpy as np
 from ...registry import TRANSFORMS
 from .base import BaseTransform
 
-_FLIP_CODES = {'horizontal': 1, 'vertical': 0, 'diagonal': -1}
+_FLIP_CODES = {'horizontal': 1, 'vertical': 0, 'diagonal': -1}  # cv2.flip's
+_FLIP_AXES = {'horizontal': 1, 'vertical': 0, 'diagonal': (0, 1)}  # np.flip's
 
 
 def flip(array: np.ndarray, direction: str) -> np.ndarray:
-    """A flipped (contiguous) copy of an H×W or H×W×C array."""
-    return cv2.flip(array, _FLIP_CODES[direction])
+    """A flipped (contiguous) copy of an H×W or H×W×C array, of the same shape.
+
+    ``cv2.flip`` serves images of up to 4 channels (the fast path); it would drop the channel axis of an
+    H×W×1 array and refuses more than 128 channels, so multi-band images are flipped with NumPy.
+    """
+    if array.ndim == 2 or 1 < array.shape[2] <= 4:
+        return cv2.flip(array, _FLIP_CODES[direction])
+    return np.ascontiguousarray(np.flip(array, _FLIP_AXES[direction]))
 
 
 @TRANSFORMS.register_module()

@@ -14,6 +14,22 @@ DEFAULT_META_KEYS = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_
                      'flip_direction', 'reduce_zero_label')
 
 
+def to_chw(img: np.ndarray) -> np.ndarray:
+    """A contiguous (C, H, W) copy of an (H, W) or (H, W, C) image.
+
+    For the usual images (up to 4 channels of uint8 or float32) ``cv2.split`` writes the planes straight into
+    the CHW array: one copy, several times faster than a strided transpose. Other images (multi-band, other
+    dtypes) take the transpose: ``cv2.split`` leaves the output untouched above 128 channels.
+    """
+    if img.ndim == 2:
+        return img[None].copy()
+    if img.shape[2] <= 4 and img.dtype in (np.uint8, np.float32):
+        chw = np.empty((img.shape[2], *img.shape[:2]), img.dtype)
+        cv2.split(img, list(chw))
+        return chw
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
 @TRANSFORMS.register_module()
 class PackSegInputs(BaseTransform):
     """Pack into ``{'inputs': uint8 tensor (C, H, W) BGR, 'data_samples': dict}`` (docs/architecture.md).
@@ -30,15 +46,7 @@ class PackSegInputs(BaseTransform):
     def transform(self, results: dict) -> dict:
         packed = {}
         if 'img' in results:
-            img = results['img']
-            if img.ndim == 2:
-                chw = img[None].copy()
-            else:
-                # cv2.split writes the planes straight into the CHW array: one copy, several times faster
-                # than a strided transpose
-                chw = np.empty((img.shape[2], *img.shape[:2]), img.dtype)
-                cv2.split(img, list(chw))
-            packed['inputs'] = torch.from_numpy(chw)
+            packed['inputs'] = torch.from_numpy(to_chw(results['img']))
         data_sample = {key: results[key] for key in self.meta_keys if key in results}
         if 'gt_seg_map' in results:
             label = results['gt_seg_map']
