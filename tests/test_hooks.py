@@ -166,6 +166,24 @@ def test_checkpoint_pruning_continues_after_resume(tmp_path):
     assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['iter_6.pth', 'iter_8.pth']
 
 
+def test_a_save_interrupted_midway_keeps_the_previous_checkpoints(tmp_path):
+    runner = FakeRunner(tmp_path, max_iters=10)
+    hook = CheckpointHook(interval=2, max_keep_ckpts=1, save_best='mIoU')
+    hook.before_train(runner)
+    runner.run_iterations(hook, 0, 2)
+    hook.after_val_epoch(runner, metrics=dict(mIoU=10.0))
+
+    def killed(*args, **kwargs):  # the process dies while writing the next checkpoint
+        raise KeyboardInterrupt
+    runner.save_checkpoint = killed
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_iterations(hook, 2, 4)
+    with pytest.raises(KeyboardInterrupt):
+        hook.after_val_epoch(runner, metrics=dict(mIoU=20.0))
+    assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['best_mIoU_iter_2.pth', 'iter_2.pth']
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_2.pth')
+
+
 def test_save_last_adds_the_final_iteration(tmp_path):
     runner = FakeRunner(tmp_path, max_iters=5)
     hook = CheckpointHook(interval=2)

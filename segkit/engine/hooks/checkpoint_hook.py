@@ -47,8 +47,10 @@ class CheckpointHook(Hook):
     """Saves ``iter_{N}.pth`` every ``interval`` iterations and at the end, and ``best_{key}_iter_{N}.pth``
     whenever validation improves ``save_best``.
 
-    Every write is atomic (a temporary file renamed into place). ``<work_dir>/last_checkpoint`` holds the path
-    of the newest periodic checkpoint, which ``resume=True`` picks up. As in MMEngine, an improved best score
+    Every write is atomic (a temporary file renamed into place), and checkpoints pruned by ``max_keep_ckpts``
+    or replaced by a new best are removed only after it (unlike MMEngine, which prunes first): a run killed
+    while saving keeps its previous checkpoint. ``<work_dir>/last_checkpoint`` holds the path of the newest
+    periodic checkpoint, which ``resume=True`` picks up. As in MMEngine, an improved best score
     also re-saves the current ``iter_{N}.pth`` so that a resumed run knows the best score so far.
 
     Args:
@@ -108,19 +110,23 @@ class CheckpointHook(Hook):
 
     def _save_periodic(self, runner: Any, step: int) -> None:
         hub = runner.message_hub
+        dropped = []
         if self.max_keep_ckpts > 0:
             keep = list(hub.get_info('keep_ckpt_ids', []))
             if not keep or keep[-1] != step:
                 keep.append(step)
-            while len(keep) > self.max_keep_ckpts:
-                self._remove(os.path.join(self.out_dir, self.filename_tmpl.format(keep.pop(0))))
-            hub.update_info('keep_ckpt_ids', keep)
+            dropped, keep = keep[:-self.max_keep_ckpts], keep[-self.max_keep_ckpts:]
+            hub.update_info('keep_ckpt_ids', keep)  # saved in the checkpoint, so pruning resumes correctly
         path = os.path.join(self.out_dir, self.filename_tmpl.format(step))
         hub.update_info('last_ckpt', path)
         runner.save_checkpoint(self.out_dir, self.filename_tmpl.format(step), save_optimizer=self.save_optimizer,
                                save_param_scheduler=self.save_param_scheduler, meta=dict(iter=step))
         if is_main_process():
             write_last_checkpoint_pointer(runner.work_dir, path)
+        # old checkpoints go only once the new one and the pointer to it are on disk: a run killed while
+        # saving still has a checkpoint to resume from
+        for old_step in dropped:
+            self._remove(os.path.join(self.out_dir, self.filename_tmpl.format(old_step)))
 
     def after_val_epoch(self, runner: Any, metrics: Optional[Dict[str, float]] = None) -> None:
         if not self.save_best or runner.train_loop is None:
@@ -139,12 +145,13 @@ class CheckpointHook(Hook):
             return
         hub.update_info('best_score', score)
         previous = hub.get_info('best_ckpt')
-        if previous:
-            self._remove(previous)
         filename = f'best_{key}_{self.filename_tmpl.format(runner.iter)}'.replace('/', '_')
-        hub.update_info('best_ckpt', os.path.join(self.out_dir, filename))
+        path = os.path.join(self.out_dir, filename)
+        hub.update_info('best_ckpt', path)
         runner.save_checkpoint(self.out_dir, filename, save_optimizer=False, save_param_scheduler=False,
                                meta=dict(iter=runner.iter))
+        if previous and previous != path:  # replaced only once the new best is on disk
+            self._remove(previous)
         runner.logger.info(f'The best checkpoint with {score:.4f} {key} at {runner.iter} iter is saved to '
                            f'{filename}.')
         if hub.get_info('last_ckpt') is not None:
