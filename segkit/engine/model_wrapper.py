@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -80,4 +81,9 @@ def wrap_model_for_distributed(model: nn.Module, device: torch.device, model_wra
     if 'broadcast_buffers' not in kwargs and 'forward_sync_buffers' not in kwargs:
         kwargs[_BUFFER_SYNC_ARG] = False
     device_ids = [device.index] if device.type == 'cuda' else None
+    # MiT's convolutions run on channels-last maps, so the weight gradients of its 1x1 and depth-wise convs come
+    # out channels-last. For those kernels that differs from the weights' own strides only on dimensions of
+    # size 1 (the same bytes in the same order), which autograd's layout contract accepts but DDP's check does
+    # not: it warns once that performance may suffer, while it copies the gradients into its buckets anyway.
+    warnings.filterwarnings('ignore', message='Grad strides do not match bucket view strides', category=UserWarning)
     return SegDistributedDataParallel(model, device_ids=device_ids, **kwargs)
