@@ -206,6 +206,29 @@ def test_load_from_loads_weights_but_starts_a_new_run(trained, tmp_path):
     assert all(torch.equal(seen['state'][k], v) for k, v in saved.items())
 
 
+def test_resuming_from_a_weights_only_load_from_says_how_to_resume(trained, tmp_path):
+    (best,) = trained['work_dir'].glob('best_mIoU_*.pth')
+    runner = Runner.from_cfg(tiny_cfg(tmp_path, load_from=str(best), resume=True))
+    with pytest.raises(KeyError, match="no 'optimizer'.*set load_from=None to resume from the work dir"):
+        runner.train()
+    close_runner_handlers()
+
+
+def test_load_from_goes_over_the_configured_initialisation(trained, tmp_path):
+    """As in MMEngine, training initialises the weights (init_cfg) before load_from: a checkpoint without the
+    classifier (a fine-tune to other classes) leaves conv_seg with the head's Normal(std=0.01), zero bias."""
+    full = torch.load(trained['work_dir'] / 'iter_3.pth', weights_only=True)
+    without_classifier = {k: v for k, v in full['state_dict'].items() if 'conv_seg' not in k}
+    torch.save(dict(state_dict=without_classifier), tmp_path / 'no_classifier.pth')
+    cfg = tiny_cfg(tmp_path, load_from=str(tmp_path / 'no_classifier.pth'))
+    runner = Runner.from_cfg(cfg)
+    runner._load_or_resume(allow_resume=True)
+    head = runner.model.decode_head.conv_seg
+    assert float(head.weight.std()) < 0.03 and not head.bias.any()
+    state = runner.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in without_classifier.items())
+
+
 def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path)
     runner = Runner.from_cfg(cfg)

@@ -433,7 +433,9 @@ class Runner:
         return metrics
 
     def _load_or_resume(self, allow_resume: bool) -> None:
-        """Resume, load ``load_from``'s weights, or (with neither) initialise the weights."""
+        """Resume; or, as MMEngine does, initialise the weights for training (``init_cfg``, e.g. a pretrained
+        backbone) and then load ``load_from`` over them, so that what it lacks (a new ``conv_seg``) keeps its
+        configured initialisation. Evaluation loads ``load_from``, or initialises when there is none."""
         if allow_resume and self._resume:
             # Rank 0 decides, so every rank resumes from the same file.
             path = broadcast_object(self._load_from or find_latest_checkpoint(self.work_dir))
@@ -441,13 +443,12 @@ class Runner:
                 self.resume(path)
                 return
             self.logger.warning(f'resume=True but {self.work_dir} has no last_checkpoint: training from scratch')
+        if (allow_resume or not self._load_from) and hasattr(unwrap_model(self.model), 'init_weights'):
+            unwrap_model(self.model).init_weights()
         if self._load_from:
             self.load_checkpoint(self._load_from)
-            return
-        if not allow_resume:
+        elif not allow_resume:
             self.logger.warning('no load_from checkpoint: evaluating freshly initialised weights')
-        if hasattr(unwrap_model(self.model), 'init_weights'):
-            unwrap_model(self.model).init_weights()
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def save_checkpoint(self, out_dir: str, filename: str, save_optimizer: bool = True,
@@ -513,7 +514,7 @@ class Runner:
         problems = {k: v for k, v in report.items() if v}
         if problems:
             self.logger.warning(f'{filename} does not fully match the model (those weights keep their '
-                                f'constructor initialisation): {problems}')
+                                f'initialisation): {problems}')
         saved_meta = (checkpoint.get('meta') or {}).get('dataset_meta')
         if self.dataset_meta is None and saved_meta:
             self.dataset_meta = saved_meta
@@ -531,9 +532,15 @@ class Runner:
             self.resuming = False
         for key in ('meta', 'optimizer', 'message_hub', 'rng_state'):
             if key not in checkpoint:
+                source = ('resume uses load_from when it is set: set load_from=None to resume from the work '
+                          "dir's last_checkpoint, or drop --resume to start a new run from these weights"
+                          if filename == self._load_from else 'use load_from to start a new run from its weights')
                 raise KeyError(f'cannot resume from {filename}: it has no {key!r} (a weights-only checkpoint, '
-                               f'e.g. a best_* one? use load_from to start a new run from its weights)')
+                               f'e.g. a best_* one?); {source}')
         iteration = int(checkpoint['meta']['iter'])
+        if iteration >= self.train_loop.max_iters:
+            self.logger.warning(f'{filename} is at iteration {iteration}, and train_cfg.max_iters is '
+                                f'{self.train_loop.max_iters}: there is nothing left to train')
         self.train_loop.iter = iteration
         self.train_loop.epoch = iteration // max(len(self.train_dataloader), 1)
         self.message_hub.load_state_dict(checkpoint['message_hub'])
