@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,20 @@ def test_merge_from_dict_rejects_paths_that_do_not_exist(tree):
     with pytest.warns(UserWarning, match="<top level> has no key 'randomness'; creating it"):
         cfg.merge_from_dict({'randomness.seed': 3})
     assert cfg.randomness.seed == 3
+
+
+def test_overriding_a_variable_the_file_copied_names_the_copies(tree):
+    cfg = Config.fromfile(str(tree[1]))
+    with pytest.warns(UserWarning, match=r"variable 'norm_cfg' only; its value was copied into "
+                                         r"model\.decode_head\.norm_cfg .* override model\.decode_head\.norm_cfg\.type "
+                                         r"instead"):
+        cfg.merge_from_dict({'norm_cfg.type': 'BN'})
+    assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'  # as in MMEngine: the copy is not changed
+    with pytest.warns(UserWarning, match=r"copied into train_pipeline\.1\.crop_size when"):
+        cfg.merge_from_dict({'crop_size': (256, 256)})
+    with warnings.catch_warnings():  # sections and variables that nothing copied: no warning
+        warnings.simplefilter('error')
+        cfg.merge_from_dict({'model.decode_head.num_classes': 3, 'train_pipeline.0.type': 'LoadImageFromFile'})
 
 
 def test_dump_round_trip(tree, tmp_path):

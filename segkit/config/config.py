@@ -102,6 +102,32 @@ def _strip_delete(value: Any) -> Any:
     return value
 
 
+def _copies_of(cfg: dict, key: str) -> Iterator[str]:
+    """Dotted paths outside ``cfg[key]`` whose value equals it: where a config file reused the variable.
+
+    Only strings, lists, tuples and dicts count: equal numbers and flags are too common to mean a copy.
+    """
+    value = cfg[key]
+    if not isinstance(value, (str, list, tuple, dict)) or not value:
+        return
+
+    def search(node: Any, path: str) -> Iterator[str]:
+        if type(node) is type(value) or (isinstance(node, dict) and isinstance(value, dict)):
+            if node == value:
+                yield path
+                return
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from search(v, f'{path}.{k}')
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                yield from search(v, f'{path}.{i}')
+
+    for other, node in cfg.items():
+        if other != key:
+            yield from search(node, other)
+
+
 class Config:
     """A merged config: attribute and item access, ``pretty_text``, ``dump`` and dotted-key overrides."""
 
@@ -194,9 +220,20 @@ class Config:
 
         A missing part of the path that resembles an existing key (``model.decod_head.x``) is an error naming
         it; any other missing part is created with a warning. An integer part indexes into a list.
+
+        Overriding a top-level variable that the file copied into other keys when it was read (``train_pipeline``
+        into ``train_dataloader.dataset.pipeline``, ``data_root`` into each dataset) changes the variable only,
+        as in MMEngine; a warning names the copies, which are what the runner reads.
         """
         for dotted, value in options.items():
+            top, _, rest = dotted.partition('.')
+            copies = list(_copies_of(self._cfg_dict, top)) if top in self._cfg_dict else []
             self._set_dotted(dotted, value, allow_list_keys)
+            if copies:
+                instead = ', '.join('.'.join(filter(None, (path, rest))) for path in copies)
+                warnings.warn(f'override {dotted!r} changes the top-level variable {top!r} only; its value was '
+                              f'copied into {", ".join(copies)} when the config was read, and those copies are '
+                              f'what gets used: override {instead} instead')
 
     def _set_dotted(self, dotted: str, value: Any, allow_list_keys: bool) -> None:
         parts = dotted.split('.')
