@@ -329,7 +329,7 @@ def test_init_weights_reaches_every_part():
     assert model.decode_head.conv_seg.bias.abs().max() == 0 and model.auxiliary_head.conv_seg.bias.abs().max() == 0
 
 
-def test_misspelt_test_cfg_keys_are_refused_by_name():
+def test_test_cfg_keys_are_checked_when_the_model_is_built():
     cfg = dict(type='EncoderDecoder',
                backbone=dict(type='MixVisionTransformer', embed_dims=8, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]),
                decode_head=dict(type='SegformerHead', in_channels=[8, 16, 32, 64], in_index=[0, 1, 2, 3], channels=8,
@@ -338,5 +338,7 @@ def test_misspelt_test_cfg_keys_are_refused_by_name():
         MODELS.build(dict(cfg, test_cfg=dict(mode='whole', autocast_dtyp='bfloat16')))
     assert MODELS.build(dict(cfg, test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(32, 32),
                                                 slide_batch_size=2, autocast_dtype=None))).test_cfg['mode'] == 'slide'
+    with pytest.raises(ValueError, match="mode='slide' needs crop_size=\\(h, w\\) and stride"):
+        MODELS.build(dict(cfg, test_cfg=dict(mode='slide', crop_size=(64, 64))))
     with pytest.raises(KeyError, match="data_preprocessor.test_cfg.size_divisr .*'size_divisor'"):
         SegDataPreProcessor(test_cfg=dict(size_divisr=32))

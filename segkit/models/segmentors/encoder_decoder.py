@@ -55,6 +55,9 @@ class EncoderDecoder(BaseSegmentor):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg if test_cfg is not None else {}
         check_keys('model.test_cfg', self.test_cfg, TEST_CFG_KEYS)
+        if self.test_cfg.get('mode') == 'slide' and not {'crop_size', 'stride'} <= set(self.test_cfg):
+            raise ValueError(f"model.test_cfg mode='slide' needs crop_size=(h, w) and stride=(h, w), "
+                             f"got {dict(self.test_cfg)}")
 
     def _init_decode_head(self, decode_head: dict) -> None:
         self.decode_head = MODELS.build(decode_head)
