@@ -214,6 +214,15 @@ def test_resuming_from_a_weights_only_load_from_says_how_to_resume(trained, tmp_
     close_runner_handlers()
 
 
+def test_a_model_with_fewer_classes_than_the_training_set_is_refused_by_name(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    cfg.model.decode_head.num_classes = 2  # the tiny dataset has 3 classes
+    with pytest.raises(ValueError, match=r'num_classes=2 but the training dataset has 3 classes: set '
+                                         r'model\.decode_head\.num_classes'):
+        Runner.from_cfg(cfg).train()
+    close_runner_handlers()
+
+
 def test_load_from_goes_over_the_configured_initialisation(trained, tmp_path):
     """As in MMEngine, training initialises the weights (init_cfg) before load_from: a checkpoint without the
     classifier (a fine-tune to other classes) leaves conv_seg with the head's Normal(std=0.01), zero bias."""

@@ -355,7 +355,20 @@ class Runner:
         if meta is not None and (self.dataset_meta is None or phase == 'train'):
             self.dataset_meta = meta
             self.visualizer.dataset_meta = meta
+        if phase == 'train' and meta is not None:
+            self._check_num_classes(len(meta.get('classes') or ()))
         return loader
+
+    def _check_num_classes(self, dataset_classes: int) -> None:
+        """Fewer model classes than the training set's would fail in the loss on the first label beyond them."""
+        model_classes = getattr(unwrap_model(self.model), 'num_classes', None)
+        if not dataset_classes or model_classes is None or model_classes == dataset_classes:
+            return
+        message = (f'the model has num_classes={model_classes} but the training dataset has {dataset_classes} '
+                   f'classes: set model.decode_head.num_classes (and auxiliary_head.num_classes) to {dataset_classes}')
+        if model_classes < dataset_classes:
+            raise ValueError(message)
+        self.logger.warning(message + f' (classes {dataset_classes}..{model_classes - 1} are never a target)')
 
     def _build_loop(self, phase: str) -> Any:
         cfg = self._loop_cfgs[phase]
