@@ -182,6 +182,10 @@ def test_a_save_interrupted_midway_keeps_the_previous_checkpoints(tmp_path):
         hook.after_val_epoch(runner, metrics=dict(mIoU=20.0))
     assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['best_mIoU_iter_2.pth', 'iter_2.pth']
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_2.pth')
+    # A SIGKILL leaves save_checkpoint's temporary file behind; the next run removes it.
+    (tmp_path / '.tmp_k1ll3d.pth').write_bytes(b'partial')
+    CheckpointHook(interval=2).before_train(FakeRunner(tmp_path))
+    assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['best_mIoU_iter_2.pth', 'iter_2.pth']
 
 
 def test_save_last_adds_the_final_iteration(tmp_path):

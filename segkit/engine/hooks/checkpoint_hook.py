@@ -1,6 +1,7 @@
 """``CheckpointHook``: periodic, last and best checkpoints, with old ones pruned."""
 from __future__ import annotations
 
+import glob
 import operator
 import os
 from typing import Any, Dict, Optional
@@ -100,6 +101,10 @@ class CheckpointHook(Hook):
         else:
             self.out_dir = os.path.join(self._out_dir_arg, os.path.basename(os.path.normpath(runner.work_dir)))
         runner.logger.info(f'Checkpoints will be saved to {self.out_dir}.')
+        if is_main_process():  # partial writes of a run killed while saving (save_checkpoint's temporary files)
+            for stale in glob.glob(os.path.join(glob.escape(self.out_dir), '.tmp_*.pth')):
+                os.remove(stale)
+                runner.logger.info(f'Removed {stale}, a checkpoint write that an earlier run left unfinished.')
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Optional[dict] = None,
                          outputs: Optional[dict] = None) -> None:
