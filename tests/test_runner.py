@@ -3,6 +3,7 @@ import json
 import os
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -221,6 +222,24 @@ def test_a_model_with_fewer_classes_than_the_training_set_is_refused_by_name(tmp
                                          r'model\.decode_head\.num_classes'):
         Runner.from_cfg(cfg).train()
     close_runner_handlers()
+
+
+def test_ctrl_c_during_training_says_where_it_stopped_and_what_to_resume(tmp_path, monkeypatch):
+    from segkit.engine import cli
+    (tmp_path / 'iter_4.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    warnings_logged = []
+
+    class InterruptedRunner:
+        iter, work_dir = 5, str(tmp_path)
+        logger = SimpleNamespace(warning=warnings_logged.append)
+
+        def train(self):
+            raise KeyboardInterrupt
+    monkeypatch.setattr(cli.Runner, 'from_cfg', staticmethod(lambda cfg: InterruptedRunner()))
+    assert cli.run_phase(lambda: Config({}), 'train') == 130
+    assert warnings_logged == [f'train interrupted at iteration 5; the last checkpoint is {tmp_path / "iter_4.pth"}: '
+                               f'--resume continues from it']
 
 
 def test_load_from_goes_over_the_configured_initialisation(trained, tmp_path):
