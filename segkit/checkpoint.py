@@ -15,6 +15,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint does not fit the model it is loaded into."""
 
 
+# How a ``torch.save`` file starts: a zip archive, or (legacy format) the pickled magic number, protocol 2 or later.
+_ZIP_MAGIC = b'PK\x03\x04'
+_LEGACY_MAGIC = b'\x8a\x0a' + torch.serialization.MAGIC_NUMBER.to_bytes(10, 'little')
+
+
 def load_file(path: str, map_location: Union[str, torch.device] = 'cpu', weights_only: bool = True) -> Any:
     """``torch.load`` with ``weights_only=True`` by default and a clear error for a missing or remote file."""
     if str(path).startswith(('http://', 'https://')):
@@ -27,9 +32,20 @@ def load_file(path: str, map_location: Union[str, torch.device] = 'cpu', weights
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ... for corrupt files
+        if not _is_torch_file(path):
+            raise CheckpointError(f'{path} is not a PyTorch checkpoint ({os.path.getsize(path)} bytes, not in a format '
+                                  f'torch.save writes: a zip archive or the legacy pickle); check the path, or the '
+                                  f'file is corrupt or truncated') from e
         if weights_only and 'weights_only' in str(e):
             return _load_with_inert_stand_ins(path, map_location, e)
         raise CheckpointError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+
+
+def _is_torch_file(path: str) -> bool:
+    """Whether ``path`` starts as a file written by ``torch.save`` does."""
+    with open(path, 'rb') as f:
+        head = f.read(32)
+    return head.startswith(_ZIP_MAGIC) or _LEGACY_MAGIC in head
 
 
 def _load_with_inert_stand_ins(path: str, map_location: Union[str, torch.device], error: Exception) -> Any:

@@ -1,6 +1,7 @@
 """Checkpoint I/O: safe loading, prefixes, mismatch reports, foreign pickled objects, atomic saves."""
 import collections
 import os
+import pickle
 import sys
 import textwrap
 
@@ -54,6 +55,24 @@ def test_urls_missing_and_corrupt_files_are_clear(tmp_path):
     bad.write_bytes(b'not a checkpoint')
     with pytest.raises(CheckpointError, match='bad.pth'):
         load_file(str(bad))
+
+
+def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
+    """Not torch's advice to retry with weights_only=False, which would not help and cannot be given from the CLI."""
+    files = {'notes.txt': b'hello\n', 'empty.pth': b'', 'plain.pkl': pickle.dumps({'a': 1})}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        for weights_only in (True, False):
+            with pytest.raises(CheckpointError, match=f'{name} is not a PyTorch checkpoint') as e:
+                load_file(str(tmp_path / name), weights_only=weights_only)
+            assert 'weights_only' not in str(e.value)
+
+
+def test_a_checkpoint_needing_a_blocked_global_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / 'unsafe.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'hook': os.system}, path)
+    with pytest.raises(CheckpointError, match=r'(?s)cannot read checkpoint .*unsafe\.pth.*GLOBAL \S*system'):
+        load_file(str(path))
 
 
 def test_foreign_pickled_objects_load_as_inert_placeholders(tmp_path, monkeypatch):
