@@ -118,6 +118,25 @@ def test_test_tool_tta_averages_flipped_views(trained, tmp_path, capsys):
     assert 'Iter(test) [4/4]' in capsys.readouterr().out
 
 
+def test_the_demo_config_supports_tta():
+    config = str(REPO_ROOT / 'configs' / 'demo' / 'segformer_mit-b0_shapes-demo.py')
+    cfg = test_tool.build_config(test_tool.parse_args([config, 'ckpt.pth', '--tta']))
+    assert cfg.model.type == 'SegTTAModel' and cfg.test_dataloader.dataset.pipeline[1].type == 'TestTimeAug'
+
+
+def test_show_without_a_display_stops_before_running(monkeypatch, capsys):
+    """On a headless Linux machine Qt would abort the whole process (SIGABRT) at the first window."""
+    monkeypatch.setattr(sys, 'platform', 'linux')
+    monkeypatch.delenv('DISPLAY', raising=False)
+    monkeypatch.delenv('WAYLAND_DISPLAY', raising=False)
+    with pytest.raises(SystemExit) as e:
+        test_tool.main(['config.py', 'ckpt.pth', '--show'])
+    assert e.value.code == 2 and 'use --show-dir DIR' in capsys.readouterr().err
+    assert not test_tool.parse_args(['config.py', 'ckpt.pth', '--show-dir', 'overlays']).show
+    monkeypatch.setenv('WAYLAND_DISPLAY', 'wayland-0')
+    assert test_tool.parse_args(['config.py', 'ckpt.pth', '--show']).show
+
+
 def test_test_script_runs_from_any_directory(trained, tmp_path):
     """A real subprocess: tools/test.py must find segkit without installation and print the metrics."""
     result = subprocess.run(

@@ -36,6 +36,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (tta_model, tta_pipeline)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    has_display = os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')
+    if args.show and sys.platform.startswith('linux') and not has_display:  # Qt would abort the process
+        parser.error('--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; '
+                     'use --show-dir DIR to write the overlays to files instead')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
