@@ -63,6 +63,7 @@ def test_benchmark_data_mode_draws_batches(tiny_config, monkeypatch, capsys):
     result = run_main(benchmark, [tiny_config, '--mode', 'data', '--workers', '0', '--repeat', '3'],
                       monkeypatch, capsys)
     assert result['batch'] == 2 and result['images_per_s'] > 0
+    assert 'shape' not in result                                    # the pipeline decides the image size
 
 
 def test_benchmark_matmul_mode_reports_gflops(tiny_config, monkeypatch, capsys):
@@ -107,3 +108,13 @@ def test_get_flops_main_prints_macs_and_twice_them(tiny_config, monkeypatch, cap
     result = run_main(get_flops, [tiny_config, '--shape', '64', '64'], monkeypatch, capsys)
     assert result['shape'] == [64, 64] and result['params_m'] > 0
     assert result['gflops_2xmac'] == pytest.approx(2 * result['gflops_mac'], abs=0.011)
+
+
+@pytest.mark.parametrize('tool', [get_flops, benchmark])
+def test_one_shape_value_is_a_square_and_three_are_refused(tiny_config, monkeypatch, capsys, tool):
+    extra = ['--repeat', '1', '--warmup', '0'] if tool is benchmark else []
+    assert run_main(tool, [tiny_config, '--shape', '32', *extra], monkeypatch, capsys)['shape'] == [32, 32]
+    monkeypatch.setattr(sys, 'argv', [tool.__file__, tiny_config, '--shape', '32', '32', '32'])
+    with pytest.raises(SystemExit) as e:
+        tool.main()
+    assert e.value.code == 2 and 'one value for a square; got 3 values' in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Time a model or a data pipeline: warm-up, repeated runs, median latency, images/s and peak memory.
 
-    python tools/benchmark.py CONFIG [CHECKPOINT] [--mode infer|train|slide|data|eval] [--shape H W] [--batch N]
+    python tools/benchmark.py CONFIG [CHECKPOINT] [--mode infer|train|slide|data|eval] [--shape H [W]] [--batch N]
                               [--repeat N] [--warmup N] [--amp bf16|fp16] [--threads N] [--cfg-options ...]
 
 infer: ``model(x, None, mode='tensor')`` under ``torch.inference_mode`` (logits at the head's resolution).
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?')
     parser.add_argument('--mode', choices=['infer', 'train', 'slide', 'data', 'eval', 'matmul'], default='infer')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
+    parser.add_argument('--shape', type=int, nargs='+', metavar=('H', 'W'), help='input size; one value for a square')
     parser.add_argument('--batch', type=int)
     parser.add_argument('--repeat', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
@@ -196,6 +196,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.shape = args.shape or ((1024, 2048) if args.mode == 'slide' else (512, 512))
+    if len(args.shape) > 2:
+        parser.error(f'--shape takes H W, or one value for a square; got {len(args.shape)} values')
+    args.shape = args.shape * 2 if len(args.shape) == 1 else args.shape
     args.batch = args.batch or (2 if args.mode in ('train', 'data') else 1)
     device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
@@ -225,7 +228,9 @@ def main() -> None:
             result.update(shape=[args.matmul_size] * 2, **timing,
                           gflop_per_s=round(2 * args.matmul_size**3 / median / 1e9, 1))
         else:
-            result.update(shape=list(args.shape), batch=args.batch, **timing,
+            if args.mode != 'data':  # the data pipeline sets its own image size
+                result['shape'] = list(args.shape)
+            result.update(batch=args.batch, **timing,
                           images_per_s=round(args.batch / median, 2), peak_memory_mb=round(peak_memory_mb(device), 1))
     width = max(len(k) for k in result)
     for key, value in result.items():

@@ -1,6 +1,6 @@
 """Count a model's parameters and FLOPs with ``torch.utils.flop_counter``.
 
-    python tools/get_flops.py CONFIG [--shape H W] [--cfg-options ...]
+    python tools/get_flops.py CONFIG [--shape H [W]] [--cfg-options ...]
 
 FLOPs are printed in the multiply-accumulate convention that papers use (SegFormer-B0: 8.4 GFLOPs at 512x512),
 i.e. half of what ``FlopCounterMode`` counts (it counts a multiply-add as two operations); both are shown.
@@ -46,9 +46,13 @@ def count(model: torch.nn.Module, shape: tuple) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description='Parameters and FLOPs of a model')
     parser.add_argument('config')
-    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
+    parser.add_argument('--shape', type=int, nargs='+', default=[512, 512], metavar=('H', 'W'),
+                        help='input size; one value for a square (default: 512 512)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args()
+    if len(args.shape) > 2:
+        parser.error(f'--shape takes H W, or one value for a square; got {len(args.shape)} values')
+    args.shape = args.shape * 2 if len(args.shape) == 1 else args.shape
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     from segkit.apis import init_model
