@@ -196,12 +196,11 @@ def test_merge_from_dict_rejects_paths_that_do_not_exist(tree):
 
 def test_overriding_a_variable_the_file_copied_names_the_copies(tree):
     cfg = Config.fromfile(str(tree[1]))
-    with pytest.warns(UserWarning, match=r"variable 'norm_cfg' only; its value was copied into "
-                                         r"model\.decode_head\.norm_cfg .* override model\.decode_head\.norm_cfg\.type "
-                                         r"instead"):
+    with pytest.warns(UserWarning, match=r"changes 'norm_cfg' but not the copies of it .*: model\.decode_head\."
+                                         r"norm_cfg; to change those too, override model\.decode_head\.norm_cfg\.type"):
         cfg.merge_from_dict({'norm_cfg.type': 'BN'})
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'  # as in MMEngine: the copy is not changed
-    with pytest.warns(UserWarning, match=r"copied into train_pipeline\.1\.crop_size when"):
+    with pytest.warns(UserWarning, match=r"was read: train_pipeline\.1\.crop_size;"):
         cfg.merge_from_dict({'crop_size': (256, 256)})
     with warnings.catch_warnings():  # sections and variables that nothing copied: no warning
         warnings.simplefilter('error')

@@ -222,8 +222,8 @@ class Config:
         it; any other missing part is created with a warning. An integer part indexes into a list.
 
         Overriding a top-level variable that the file copied into other keys when it was read (``train_pipeline``
-        into ``train_dataloader.dataset.pipeline``, ``data_root`` into each dataset) changes the variable only,
-        as in MMEngine; a warning names the copies, which are what the runner reads.
+        into ``train_dataloader.dataset.pipeline``, ``data_root`` into each dataset, ``val_dataloader`` into
+        ``test_dataloader``) leaves the copies unchanged, as in MMEngine; a warning names them.
         """
         for dotted, value in options.items():
             top, _, rest = dotted.partition('.')
@@ -231,9 +231,8 @@ class Config:
             self._set_dotted(dotted, value, allow_list_keys)
             if copies:
                 instead = ', '.join('.'.join(filter(None, (path, rest))) for path in copies)
-                warnings.warn(f'override {dotted!r} changes the top-level variable {top!r} only; its value was '
-                              f'copied into {", ".join(copies)} when the config was read, and those copies are '
-                              f'what gets used: override {instead} instead')
+                warnings.warn(f'override {dotted!r} changes {top!r} but not the copies of it that the config file '
+                              f'made when it was read: {", ".join(copies)}; to change those too, override {instead}')
 
     def _set_dotted(self, dotted: str, value: Any, allow_list_keys: bool) -> None:
         parts = dotted.split('.')
