@@ -151,14 +151,17 @@ def test_test_of_the_last_checkpoint_reproduces_the_final_validation(trained, tm
     assert json.loads(metrics_file.read_text())['mIoU'] == metrics['mIoU']
 
 
-def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, num_workers):
     """Random flips, photometric distortion, dropout, drop-path and shuffling all draw random numbers:
-    stopping after 3 iterations and resuming must replay iterations 4-6 bit for bit. Validation runs right
-    after the iteration-3 checkpoint and draws random numbers too (a random flip in its pipeline): the
-    uninterrupted run must not let it shift the training stream."""
+    stopping after 3 iterations and resuming must replay iterations 4-6 bit for bit, also when loader workers
+    (restarted on resume) do the augmentation. Validation runs right after the iteration-3 checkpoint and
+    draws random numbers too (a random flip in its pipeline): the uninterrupted run must not let it shift the
+    training stream."""
     def cfg_for(work_dir, **hook_args):
         cfg = tiny_cfg(tmp_path, work_dir=str(work_dir), custom_hooks=[dict(type='RecordLossHook', **hook_args)])
         cfg.randomness = dict(seed=3, deterministic=True)
+        cfg.train_dataloader.num_workers = num_workers
         cfg.val_dataloader.dataset.pipeline.insert(2, dict(type='RandomFlip', prob=0.5))
         return cfg
 

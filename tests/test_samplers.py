@@ -156,3 +156,49 @@ def test_build_dataloader_from_config_dicts(tmp_path):
     assert batches[0]['inputs'][1].shape == (3, 6, 8) and batches[0]['data_samples'][1]['img_path'].endswith('1.png')
     with pytest.raises(KeyError, match='sampler'):
         build_dataloader(dict(dataset=cfg['dataset'], batch_size=1))
+
+
+def augmented_stream(tmp_path, num_workers, consumed=0, n=8):
+    """The first ``n`` samples (after ``consumed``) of a randomly augmenting loader, as image tensors."""
+    import cv2
+    root = tmp_path / 'aug'
+    if not root.exists():
+        (root / 'img').mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(3):
+            cv2.imwrite(str(root / 'img' / f'{i}.png'), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='RandomResize', scale=(32, 24), ratio_range=(0.5, 2.0), keep_ratio=True),
+                dict(type='RandomCrop', crop_size=(16, 16)), dict(type='RandomFlip', prob=0.5),
+                dict(type='PhotoMetricDistortion'), dict(type='PackSegInputs')]
+    single = dict(type='BaseSegDataset', data_root=str(root), data_prefix=dict(img_path='img'), img_suffix='.png',
+                  pipeline=pipeline)
+    dataset = dict(type='ConcatDataset', datasets=[single, dict(type='RepeatDataset', dataset=single, times=2)])
+    loader = build_dataloader(dict(dataset=dataset, sampler=dict(type='InfiniteSampler', shuffle=True),
+                                   batch_size=2, num_workers=num_workers), seed=4)
+    loader.sampler.load_state_dict({'seed': 4, 'consumed': consumed})
+    stream = iter(loader)
+    return [img for _ in range(n // 2) for img in next(stream)['inputs']]
+
+
+def test_augmentation_depends_on_the_stream_position_not_on_workers_or_resume(tmp_path):
+    """Each sample's random augmentation is seeded by its position in the sampler's stream: 0 or 2 workers give
+    the same samples, and a loader resumed at position 4 gives what the uninterrupted one gave there."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    in_process = augmented_stream(tmp_path, num_workers=0)
+    # the main process's generators (dropout, drop-path) are left as they were
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1]) and random.getstate() == python_state
+    for other in (augmented_stream(tmp_path, num_workers=2), augmented_stream(tmp_path, num_workers=0)):
+        assert all(torch.equal(a, b) for a, b in zip(in_process, other, strict=True))
+    resumed = augmented_stream(tmp_path, num_workers=2, consumed=4, n=4)
+    assert all(torch.equal(a, b) for a, b in zip(in_process[4:], resumed, strict=True))
+
+
+def test_sampler_keys_are_the_global_stream_positions(monkeypatch):
+    as_rank(monkeypatch, 1, 2)
+    infinite = InfiniteSampler(range(3), seed=9)
+    infinite.load_state_dict({'seed': 9, 'consumed': 2})
+    assert [i.key for i in take(infinite, 3)] == [(9, 5), (9, 7), (9, 9)]
+    default = DefaultSampler(range(5), seed=9)  # total_size 6: epoch 1 starts at global position 6
+    default.set_epoch(1)
+    assert [i.key for i in default] == [(9, 7), (9, 9), (9, 11)]

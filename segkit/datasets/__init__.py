@@ -6,10 +6,11 @@ from .cityscapes import CityscapesDataset
 from .collate import collate
 from .dataloader import build_dataloader
 from .dataset_wrappers import ConcatDataset, RepeatDataset
+from .sample_index import SampleIndex, sample_random_state
 from .samplers import DefaultSampler, InfiniteSampler
 from .shapes_demo import ShapesDemoDataset, make_shapes_demo
 from .voc import PascalVOCDataset
 
 __all__ = ['BaseSegDataset', 'ADE20KDataset', 'CityscapesDataset', 'PascalVOCDataset', 'CamVidDataset',
            'ShapesDemoDataset', 'make_shapes_demo', 'ConcatDataset', 'RepeatDataset', 'DefaultSampler',
-           'InfiniteSampler', 'collate', 'build_dataloader']
+           'InfiniteSampler', 'SampleIndex', 'sample_random_state', 'collate', 'build_dataloader']

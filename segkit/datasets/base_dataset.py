@@ -11,6 +11,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
+from .sample_index import sample_random_state
 from .transforms import Compose
 
 
@@ -207,13 +208,15 @@ class BaseSegDataset(Dataset):
         else:
             info = dict(self._data_list[idx])
         info.update(label_map=self.label_map, reduce_zero_label=self.reduce_zero_label, seg_fields=[],
-                    sample_idx=idx, num_classes=self.num_classes, ignore_index=self.ignore_index)
+                    sample_idx=int(idx), num_classes=self.num_classes, ignore_index=self.ignore_index)
         return info
 
     def __getitem__(self, idx: int) -> dict:
+        """The sample after the pipeline; an index from segkit's samplers seeds the pipeline's randomness."""
         info = self.get_data_info(idx)
         try:
-            data = self.pipeline(info)
+            with sample_random_state(idx):
+                data = self.pipeline(info)
         except Exception as e:
             e.add_note(f'(while loading sample {idx} of {type(self).__name__}: {info["img_path"]})')
             raise

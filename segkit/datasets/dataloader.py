@@ -36,9 +36,11 @@ def build_dataloader(cfg: dict, seed: Optional[int] = None) -> DataLoader:
 
     ``cfg`` holds ``dataset``, ``sampler=dict(type=...)`` and DataLoader arguments (``batch_size``,
     ``num_workers``, ``persistent_workers``, ``pin_memory``, ``drop_last``, ...). ``seed`` is the sampler's
-    default seed and seeds the loader's generator (offset by rank): every worker of every rank then starts
-    from its own, reproducible seed for ``numpy``, ``random`` and ``torch`` (PyTorch derives them from
-    that generator and the worker id), and a new epoch's workers draw new ones.
+    default seed; segkit's samplers key each index with it and the index's stream position, from which
+    ``BaseSegDataset`` seeds that sample's augmentation. ``seed`` also seeds the loader's generator (offset by
+    rank), so that in a dataset without per-sample seeding every worker of every rank starts from its own,
+    reproducible seed for ``numpy``, ``random`` and ``torch`` (PyTorch derives them from that generator and the
+    worker id), and a new epoch's workers draw new ones.
     """
     cfg = dict(cfg)  # the builders below copy what they change; a dataset object is used as is
     if 'dataset' not in cfg or 'sampler' not in cfg:

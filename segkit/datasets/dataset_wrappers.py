@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import bisect
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from torch.utils.data import ConcatDataset as _TorchConcatDataset
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
+from .sample_index import reindex
 
 
 def _build(dataset: Union[Dataset, dict]) -> Dataset:
@@ -44,12 +45,21 @@ class ConcatDataset(_TorchConcatDataset):
             if hasattr(dataset, 'full_init'):
                 dataset.full_init()
 
-    def get_data_info(self, idx: int) -> dict:
+    def _locate(self, idx: int) -> Tuple[int, int]:
+        """(which dataset, index inside it) of ``idx``."""
         if idx < 0:
             idx += len(self)
         which = bisect.bisect_right(self.cumulative_sizes, idx)
         offset = self.cumulative_sizes[which - 1] if which else 0
-        return self.datasets[which].get_data_info(idx - offset)
+        return which, idx - offset
+
+    def __getitem__(self, idx: int) -> dict:
+        which, local = self._locate(idx)
+        return self.datasets[which][reindex(idx, local)]
+
+    def get_data_info(self, idx: int) -> dict:
+        which, local = self._locate(idx)
+        return self.datasets[which].get_data_info(local)
 
 
 @DATASETS.register_module()
@@ -76,7 +86,7 @@ class RepeatDataset(Dataset):
         return self.times * len(self.dataset)
 
     def __getitem__(self, idx: int) -> dict:
-        return self.dataset[idx % len(self.dataset)]
+        return self.dataset[reindex(idx, idx % len(self.dataset))]
 
     def get_data_info(self, idx: int) -> dict:
         return self.dataset.get_data_info(idx % len(self.dataset))

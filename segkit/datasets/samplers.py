@@ -1,6 +1,7 @@
 """Index samplers (MMEngine's ``DefaultSampler`` and ``InfiniteSampler``) that split data by rank and can
 resume mid-stream: ``load_state_dict({'seed': s, 'consumed': n})`` skips the n indices this rank has
-already used, without touching the data."""
+already used, without touching the data. Each index is a :class:`SampleIndex` keyed by the seed and its
+position in the global stream, from which the dataset seeds that sample's augmentation."""
 from __future__ import annotations
 
 import itertools
@@ -13,6 +14,7 @@ from torch.utils.data import Sampler
 
 from .. import dist
 from ..registry import DATA_SAMPLERS
+from .sample_index import SampleIndex
 
 
 def shared_random_seed() -> int:
@@ -66,7 +68,9 @@ class InfiniteSampler(_ResumableSampler):
         for _ in range(skipped_epochs):
             self._permutation(generator)  # advances the generator exactly as consuming the epoch would
         stream = itertools.chain.from_iterable(self._permutation(generator) for _ in itertools.count())
-        yield from itertools.islice(stream, offset, None, self.world_size)
+        positions = itertools.count(start, self.world_size)
+        for position, index in zip(positions, itertools.islice(stream, offset, None, self.world_size)):
+            yield SampleIndex(index, (self.seed, position))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -105,7 +109,8 @@ class DefaultSampler(_ResumableSampler):
             indices = (indices * math.ceil(self.total_size / len(indices)))[:self.total_size]
         mine = indices[self.rank:self.total_size:self.world_size]
         skip, self.consumed = (self.consumed % len(mine) if mine else 0), 0
-        return iter(mine[skip:])
+        first = self.epoch * self.total_size + self.rank + skip * self.world_size  # position in the global stream
+        return (SampleIndex(index, (self.seed, first + i * self.world_size)) for i, index in enumerate(mine[skip:]))
 
     def __len__(self) -> int:
         return math.ceil((self.total_size - self.rank) / self.world_size)
