@@ -63,7 +63,7 @@ def test_resize_to_multiple_and_pad():
     out = ResizeToMultiple(size_divisor=16)(make_results(30, 40))
     assert out['img_shape'] == out['pad_shape'] == (32, 48) and out['gt_seg_map'].shape == (32, 48)
     out = Pad(size_divisor=16, pad_val=dict(img=7, seg=255))(make_results(30, 40))
-    assert out['img'].shape == (32, 48, 3) and out['pad_shape'] == (32, 48)
+    assert out['img'].shape == out['pad_shape'] == (32, 48, 3) and out['img_shape'] == (32, 48)
     assert (out['img'][30:] == 7).all() and (out['gt_seg_map'][30:] == 255).all()
     assert (out['gt_seg_map'][:, 40:] == 255).all() and (out['gt_seg_map'][:30, :40] < 5).all()
     out = Pad(size=(50, 35))(make_results(30, 40))

@@ -33,8 +33,9 @@ def pad_to(array: np.ndarray, shape_hw: Tuple[int, int], value: Number, mode: st
 class Pad(BaseTransform):
     """Pad to ``size`` (w, h), to a multiple of ``size_divisor``, or to a square (MMCV's ``Pad``).
 
-    ``pad_val`` is a number (image; seg maps get 255) or ``dict(img=..., seg=...)``. Sets ``pad_shape``,
-    ``img_shape`` (both the padded (h, w)), ``pad_fixed_size`` and ``pad_size_divisor``.
+    ``pad_val`` is a number (image; seg maps get 255) or ``dict(img=..., seg=...)``. Sets ``img_shape`` to
+    the padded (h, w), ``pad_shape`` to the padded image's full shape ((h, w, c) for a colour image, as MMCV
+    records it; readers take ``pad_shape[:2]``), ``pad_fixed_size`` and ``pad_size_divisor``.
     """
 
     def __init__(self, size: Optional[Tuple[int, int]] = None, size_divisor: Optional[int] = None,
@@ -68,7 +69,7 @@ class Pad(BaseTransform):
         target = self._target_shape(results['img'].shape)
         img = pad_to(results['img'], target, self.pad_val.get('img', 0), self.padding_mode)
         results['img'] = img
-        results['pad_shape'] = img.shape[:2]
+        results['pad_shape'] = img.shape  # all of it, channels included, as MMCV's Pad does
         results['img_shape'] = img.shape[:2]
         results['pad_fixed_size'] = self.size
         results['pad_size_divisor'] = self.size_divisor
