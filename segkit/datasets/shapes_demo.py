@@ -8,6 +8,7 @@ fixed seeds, so every machine generates the same files.
 """
 from __future__ import annotations
 
+import logging
 import os
 import os.path as osp
 import shutil
@@ -23,6 +24,8 @@ CLASSES = ('background', 'circle', 'triangle', 'square', 'cross')
 PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]]
 _CLASS_HUES = {1: 0, 2: 60, 3: 120, 4: 28}  # OpenCV hue (0..179) suggested by each class
 _SPLITS = {'train': 200, 'val': 50}
+
+logger = logging.getLogger('segkit')
 
 
 def _background(rng: np.random.RandomState, size: int) -> np.ndarray:
@@ -100,13 +103,23 @@ def make_shapes_demo(data_root: str, size: int = 128) -> None:
 @DATASETS.register_module()
 class ShapesDemoDataset(BaseSegDataset):
     """The synthetic shapes set (5 classes, 200 train / 50 val images of 128x128), generated under
-    ``data_root`` (default ``data/shapes_demo``) when that folder does not exist yet."""
+    ``data_root`` (default ``data/shapes_demo``, relative to the working directory) when that folder does not exist
+    yet; a warning names the absolute path it is written to."""
 
     METAINFO = dict(classes=CLASSES, palette=PALETTE)
 
     def __init__(self, data_root: str = 'data/shapes_demo', img_suffix: str = '.png', seg_map_suffix: str = '.png',
                  **kwargs) -> None:
         if not osp.isdir(data_root):
-            os.makedirs(osp.dirname(osp.abspath(data_root)), exist_ok=True)
+            target = osp.abspath(data_root)
+            # As in MMSeg, a relative data_root is relative to the working directory (not to the config or the
+            # repository): say where the files go, so a run started elsewhere does not fill a folder unnoticed.
+            where = ('' if osp.isabs(data_root) else
+                     f'; data_root {data_root!r} is relative to the working directory, {os.getcwd()}')
+            logger.warning(f'ShapesDemoDataset: generating the demo set ({sum(_SPLITS.values())} images and label maps, about 9 MB) '
+                           f'in {target}, which does not exist yet{where}. To use an existing copy instead, run from '
+                           f'the folder that holds its data/shapes_demo, or set the datasets\' data_root to its '
+                           f'absolute path.')
+            os.makedirs(osp.dirname(target), exist_ok=True)
             make_shapes_demo(data_root)
         super().__init__(data_root=data_root, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
