@@ -246,13 +246,18 @@ def _to_iterations(cfg: dict, scheduler_cls: type, epoch_length: int) -> dict:
 
 
 def build_param_schedulers(optim_wrapper: Optimizable, cfgs: Union[List[dict], dict, None], max_iters: int,
-                           epoch_length: Optional[int] = None) -> List[ParamScheduler]:
+                           epoch_length: Optional[int] = None, max_epochs: int = 1) -> List[ParamScheduler]:
     """Schedulers from a config's ``param_scheduler`` (one dict or a list), applied to ``optim_wrapper``.
 
-    A scheduler without ``end`` runs to ``max_iters``. Building applies iteration 0's value; the runner then
-    calls ``step()`` on each after every training iteration, and saves/loads their ``state_dict()``.
-    Epoch-based configs (``by_epoch=True``, MMEngine's default) need ``convert_to_iter_based=True`` and
-    ``epoch_length`` (iterations per epoch) since segkit's training loop counts iterations.
+    Building applies iteration 0's value; the runner then calls ``step()`` on each after every training
+    iteration, and saves/loads their ``state_dict()``. Epoch-based configs (``by_epoch=True``, MMEngine's
+    default) need ``convert_to_iter_based=True`` and ``epoch_length`` (iterations per epoch) since segkit's
+    training loop counts iterations.
+
+    A scheduler without ``end`` gets the train loop's length in its own unit, before any conversion, as
+    MMEngine's runner gives it: ``max_iters`` when iteration-based, ``max_epochs`` when epoch-based. MMEngine's
+    ``IterBasedTrainLoop`` (the only train loop here) reports ``max_epochs == 1``, so an epoch-based scheduler
+    without ``end`` stops after one epoch (``epoch_length`` iterations), not at ``max_iters``; a warning says so.
     """
     if cfgs is None:
         return []
@@ -266,6 +271,14 @@ def build_param_schedulers(optim_wrapper: Optimizable, cfgs: Union[List[dict], d
                 raise ValueError(
                     f'{where} is epoch-based (by_epoch defaults to True), but segkit trains by iterations: set '
                     f'by_epoch=False, or convert_to_iter_based=True with a known epoch length')
+            if 'end' not in cfg:
+                # MMEngine's runner fills the missing end with max_epochs before converting to iterations
+                cfg['end'] = max_epochs
+                logger.warning(
+                    '%s is epoch-based and has no end: as in MMEngine, it ends after max_epochs=%d epoch(s) of the '
+                    'train loop (IterBasedTrainLoop counts one), i.e. at iteration %d, not at max_iters=%d. Set '
+                    'its end (in epochs), or by_epoch=False to run it to max_iters.',
+                    where, max_epochs, int(max_epochs * epoch_length), max_iters)
             cfg = _to_iterations(cfg, PARAM_SCHEDULERS.get(cfg['type']), epoch_length)
         cfg.setdefault('end', max_iters)
         try:
