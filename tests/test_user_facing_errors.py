@@ -1,8 +1,13 @@
 """What users see when a path, a config or a checkpoint is wrong: tools/*.py and segkit.engine.cli."""
 import logging
 
+import pytest
+
+from engine_fixtures import load_tool
 from segkit.datasets import shapes_demo
 from segkit.datasets.shapes_demo import ShapesDemoDataset
+
+check_dataset = load_tool('check_dataset')
 
 
 def test_shapes_demo_names_the_absolute_folder_it_generates(tmp_path, monkeypatch, caplog):
@@ -21,3 +26,43 @@ def test_shapes_demo_names_the_absolute_folder_it_generates(tmp_path, monkeypatc
     with caplog.at_level(logging.WARNING, logger='segkit'):
         ShapesDemoDataset(data_root=str(target), data_prefix=prefix)  # already there: nothing to announce
     assert caplog.text == ''
+
+
+CONFIG = '''
+train_dataloader = dict(
+    batch_size=1, num_workers=0,
+    dataset=dict(type='BaseSegDataset', data_root={root!r}, metainfo=dict(classes=('a', 'b')),
+                 data_prefix=dict(img_path='img', seg_map_path='ann'), pipeline=[dict(type='LoadImageFromFile')]))
+'''
+
+
+def check_dataset_error(capsys, argv):
+    """tools/check_dataset.py's exit code and its stderr, which must be a single ``error:`` line."""
+    code = check_dataset.main(argv)
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith('error: ') and err.count('\n') == 1 and 'Traceback' not in err, err
+    return err
+
+
+@pytest.mark.parametrize('override, expected', [
+    ('train_dataloader.dataset.type=BaseSegDatset',
+     "error: cannot build train_dataloader.dataset: KeyError: 'BaseSegDatset' is not registered in the 'datasets' "
+     "registry. Did you mean 'BaseSegDataset'"),
+    ('train_dataloader.dataset.colour=1',
+     'error: cannot build train_dataloader.dataset: TypeError: datasets: building BaseSegDataset failed'),
+    ('train_dataloader.batch_size.x=1', "error: override 'train_dataloader.batch_size.x': "),
+    ('train_dataloader.dataset=3', 'error: train_dataloader.dataset must be a dict with a "type", got 3'),
+])
+def test_check_dataset_reports_a_config_error_in_one_line(tmp_path, capsys, override, expected):
+    config = tmp_path / 'config.py'
+    config.write_text(CONFIG.format(root=str(tmp_path)))
+    assert check_dataset_error(capsys, [str(config), '--cfg-options', override]).startswith(expected)
+
+
+def test_check_dataset_reports_a_missing_base_or_config_in_one_line(tmp_path, capsys):
+    config = tmp_path / 'config.py'
+    config.write_text("_base_ = ['../missing_base.py']\n" + CONFIG.format(root=str(tmp_path)))
+    err = check_dataset_error(capsys, [str(config)])
+    assert f"_base_ file '../missing_base.py' not found (looked for {tmp_path.parent / 'missing_base.py'})" in err
+    err = check_dataset_error(capsys, [str(tmp_path / 'nope.py')])
+    assert err == f'error: config file not found: {tmp_path / "nope.py"}\n'

@@ -4,11 +4,13 @@ hold class indices in [0, num_classes) or ignore_index; then print how many pixe
     python tools/check_dataset.py CONFIG [--split train|val|test] [--cfg-options key=value ...]
 
 No augmentation is applied (labels are checked after reduce_zero_label and any class-subset remapping).
-Exits with status 1 when a sample has an error.
+Exits with status 1 when a sample has an error, or with one ``error:`` line when the config or the dataset
+settings are wrong (a missing file, an unknown ``type``, a bad argument).
 """
 import argparse
 import os
 import sys
+import traceback
 import warnings
 from typing import Dict, List, Optional
 
@@ -18,10 +20,14 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from segkit import Config, DictAction  # noqa: E402
+from segkit.engine.cli import describe_error, load_config  # noqa: E402
 from segkit.datasets.transforms import LoadAnnotations, LoadImageFromFile  # noqa: E402
 from segkit.registry import DATASETS  # noqa: E402
 
 SHOWN = 20  # errors and warnings printed in full; the rest are counted
+# What wrong dataset settings raise (an unknown type, an unexpected argument, a missing folder ...): reported in
+# one line. Anything else is reported with its traceback too, as it may be a bug rather than a setting.
+SETTING_ERRORS = (KeyError, TypeError, ValueError, OSError)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -98,16 +104,32 @@ def print_report(classes: List[str], ignore_index: int, pixels: np.ndarray, imag
     print(f'{total_images} images; class percentages are of the labelled (non-ignored) pixels')
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+def build_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(lambda: build_config(args))
+    if cfg is None:
+        return 1
     key = f'{args.split}_dataloader'
-    if not cfg.get(key) or not cfg[key].get('dataset'):
+    if not isinstance(cfg.get(key), dict) or not cfg[key].get('dataset'):
         print(f'error: {args.config} has no {key}.dataset', file=sys.stderr)
         return 1
+    if not isinstance(cfg[key]['dataset'], dict):
+        print(f'error: {key}.dataset must be a dict with a "type", got {cfg[key]["dataset"]!r}', file=sys.stderr)
+        return 1
     dataset_cfg, pipeline = without_pipelines(cfg[key]['dataset'].to_dict())
-    dataset = DATASETS.build(dataset_cfg)
+    try:
+        dataset = DATASETS.build(dataset_cfg)
+    except Exception as e:
+        print(f'error: cannot build {key}.dataset: {describe_error(e)}', file=sys.stderr)
+        if not isinstance(e, SETTING_ERRORS):
+            traceback.print_exc()
+        return 1
     meta = dataset.metainfo
     classes = list(meta.get('classes') or [])
     if not classes:

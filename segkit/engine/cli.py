@@ -1,13 +1,30 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: run a phase from a config and report failures clearly."""
+"""What ``tools/train.py``, ``tools/test.py`` and ``tools/check_dataset.py`` share: build a config and run a phase
+from it, reporting failures clearly."""
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Optional
 
 import torch.distributed
 
 from segkit.config import Config, ConfigError
 
 from .runner import Runner, find_latest_checkpoint
+
+
+def describe_error(e: BaseException) -> str:
+    """``Type: message`` on one line (a KeyError's message without the quotes ``str`` puts around it)."""
+    message = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+    return f'{type(e).__name__}: {message}'
+
+
+def load_config(build_config: Callable[[], Config]) -> Optional[Config]:
+    """``build_config()``, or None after printing a config error (a missing file or ``_base_``, a bad
+    ``--cfg-options`` key ...) as one ``error:`` line on stderr."""
+    try:
+        return build_config()
+    except ConfigError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return None
 
 
 def run_phase(build_config: Callable[[], Config], phase: str) -> int:
@@ -17,10 +34,8 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
     prints (and logs) where training stopped and the checkpoint to resume from, and returns 130.
     The process group, if any, is torn down either way.
     """
-    try:
-        cfg = build_config()
-    except ConfigError as e:
-        print(f'error: {e}', file=sys.stderr)
+    cfg = load_config(build_config)
+    if cfg is None:
         return 1
     runner = None
     try:
@@ -39,7 +54,7 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
         return 130
     except Exception as e:
         verb = {'train': 'training', 'test': 'testing', 'val': 'validation'}[phase]
-        print(f'error: {verb} failed: {type(e).__name__}: {e}', file=sys.stderr)
+        print(f'error: {verb} failed: {describe_error(e)}', file=sys.stderr)
         traceback.print_exc()
         return 1
     finally:
