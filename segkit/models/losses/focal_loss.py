@@ -15,7 +15,7 @@ def sigmoid_focal_loss(pred: torch.Tensor, target: torch.Tensor, weight: Optiona
                        gamma: float = 2.0, alpha: Union[float, Sequence[float]] = 0.5,
                        class_weight: Optional[Sequence[float]] = None, reduction: str = 'mean',
                        avg_factor: Optional[float] = None) -> torch.Tensor:
-    """Focal loss of (P, C) logits against (P, C) 0/1 targets; ``weight`` is (P, 1) or (P, C).
+    """Focal loss of (P, C) logits against (P, C) targets in [0, 1]; ``weight`` is (P, 1) or (P, C).
 
     ``alpha`` weighs positives (``1 - alpha`` negatives), per class when a list.
     """
@@ -43,9 +43,18 @@ class FocalLoss(nn.Module):
         loss_weight: factor on the result.
         loss_name: key under which the decode head logs it.
 
-    Pixels labelled ``ignore_index`` contribute 0 to every class. The 'mean' is over all pixel-class pairs,
-    ignored pixels included, which is what MMSeg's CUDA path computes (its CPU path raises). With one output
-    channel the positive class is label 1.
+    Targets are either class indices (N, ...) or, as in MMSeg, per-class targets with the logits' shape
+    (N, C, ...), e.g. one-hot maps or class probabilities.
+
+    With class indices, pixels labelled ``ignore_index`` contribute 0 to every class. The 'mean' is over all
+    pixel-class pairs, ignored pixels included, which is what MMSeg's CUDA path computes (its CPU path raises).
+    With one output channel the positive class is label 1.
+
+    Per-class targets are used as they are (soft values too), as MMSeg's CPU path does; its CUDA path takes
+    their argmax instead, which gives the same loss for one-hot targets. As in MMSeg, a pixel is ignored when
+    the argmax of its target vector equals ``ignore_index``: with the default 255 (not a class) nothing is
+    ignored, and an all-zero target vector (argmax 0) is a pixel negative for every class unless
+    ``ignore_index`` is 0.
     """
 
     def __init__(self, use_sigmoid: bool = True, gamma: float = 2.0, alpha: Union[float, List[float]] = 0.5,
@@ -66,22 +75,36 @@ class FocalLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                 avg_factor: Optional[float] = None, reduction_override: Optional[str] = None,
                 ignore_index: int = 255, **kwargs) -> torch.Tensor:
-        """Loss of (N, C, ...) logits against (N, ...) labels; ``weight`` is per pixel (N, ...) if given."""
-        if pred.shape[0] != target.shape[0] or pred.shape[2:] != target.shape[1:]:
-            raise ValueError(f'FocalLoss: logits {tuple(pred.shape)} do not match labels {tuple(target.shape)}')
+        """Loss of (N, C, ...) logits against (N, ...) labels or (N, C, ...) per-class targets; ``weight`` is
+        per pixel (N, ...) or per element (N, C, ...) if given."""
+        per_class_target = target.shape == pred.shape
+        if not per_class_target and (pred.shape[0] != target.shape[0] or pred.shape[2:] != target.shape[1:]):
+            raise ValueError(f'FocalLoss: logits {tuple(pred.shape)} match neither labels (N, ...) nor per-class '
+                             f'targets (N, C, ...): got targets of shape {tuple(target.shape)}')
         reduction = check_reduction(reduction_override, self.reduction)
         num_classes = pred.shape[1]
         logits = pred.movedim(1, -1).reshape(-1, num_classes)
-        labels = target.reshape(-1)
-        valid = labels != ignore_index
-        if num_classes == 1:
-            one_hot = (labels == 1).unsqueeze(1)
+        if per_class_target:
+            targets = target.movedim(1, -1).reshape(-1, num_classes).to(logits.dtype)
+            valid = targets.argmax(dim=1) != ignore_index
         else:
-            one_hot = F.one_hot(torch.where(valid, labels, 0), num_classes).bool()
+            labels = target.reshape(-1)
+            valid = labels != ignore_index
+            if num_classes == 1:
+                targets = (labels == 1).unsqueeze(1)
+            else:
+                targets = F.one_hot(torch.where(valid, labels, 0), num_classes).bool()
         element_weight = valid.unsqueeze(1).to(logits.dtype)
         if weight is not None:
-            element_weight = element_weight * weight.reshape(-1, 1).to(logits.dtype)
-        loss = sigmoid_focal_loss(logits, one_hot, element_weight, self.gamma, self.alpha, self.class_weight,
+            if weight.shape == pred.shape:
+                weight = weight.movedim(1, -1).reshape(-1, num_classes)
+            elif weight.numel() == logits.shape[0]:
+                weight = weight.reshape(-1, 1)
+            else:
+                raise ValueError(f'FocalLoss: weight {tuple(weight.shape)} is neither per pixel '
+                                 f'({logits.shape[0]} values) nor shaped like the logits {tuple(pred.shape)}')
+            element_weight = element_weight * weight.to(logits.dtype)
+        loss = sigmoid_focal_loss(logits, targets, element_weight, self.gamma, self.alpha, self.class_weight,
                                   reduction, avg_factor)
         if reduction == 'none':
             loss = loss.reshape(*pred.shape[:1], *pred.shape[2:], num_classes).movedim(-1, 1)
