@@ -28,7 +28,8 @@ def load_file(path: str, map_location: Union[str, torch.device] = 'cpu', weights
             f'at the local file (e.g. init_cfg=dict(type="Pretrained", checkpoint="/path/to/file.pth") '
             f'or load_from="/path/to/file.pth").')
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
+        shown = path if os.path.isabs(path) else f'{path} (resolved to {os.path.abspath(path)})'
+        raise FileNotFoundError(f'checkpoint file not found: {shown}')
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ... for corrupt files

@@ -1,13 +1,17 @@
 """What users see when a path, a config or a checkpoint is wrong: tools/*.py and segkit.engine.cli."""
 import logging
 
+import cv2
+import numpy as np
 import pytest
 
-from engine_fixtures import load_tool
+from engine_fixtures import load_tool, restore_global_state, write_tiny_config  # noqa: F401
+from segkit.checkpoint import load_file
 from segkit.datasets import shapes_demo
 from segkit.datasets.shapes_demo import ShapesDemoDataset
 
 check_dataset = load_tool('check_dataset')
+train_tool = load_tool('train')
 
 
 def test_shapes_demo_names_the_absolute_folder_it_generates(tmp_path, monkeypatch, caplog):
@@ -66,3 +70,38 @@ def test_check_dataset_reports_a_missing_base_or_config_in_one_line(tmp_path, ca
     assert f"_base_ file '../missing_base.py' not found (looked for {tmp_path.parent / 'missing_base.py'})" in err
     err = check_dataset_error(capsys, [str(tmp_path / 'nope.py')])
     assert err == f'error: config file not found: {tmp_path / "nope.py"}\n'
+
+
+def test_a_missing_relative_checkpoint_names_the_absolute_path_tried(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        load_file('work_dirs/iter_2.pth')
+    assert str(e.value) == (f'checkpoint file not found: work_dirs/iter_2.pth '
+                            f'(resolved to {tmp_path / "work_dirs" / "iter_2.pth"})')
+    with pytest.raises(FileNotFoundError) as e:
+        load_file(str(tmp_path / 'iter_2.pth'))  # an absolute path is shown as given
+    assert str(e.value) == f'checkpoint file not found: {tmp_path / "iter_2.pth"}'
+
+
+def test_missing_data_under_a_relative_data_root_names_the_working_directory(tmp_path, monkeypatch, capsys):
+    """The dataset's own message (segkit/datasets/base_dataset.py) shows the relative path; the tools add the
+    working directory it was resolved against."""
+    config = tmp_path / 'config.py'
+    config.write_text(CONFIG.format(root='data/my_set'))
+    monkeypatch.chdir(tmp_path)
+    note = f' (relative paths are resolved against the working directory, {tmp_path})'
+    err = check_dataset_error(capsys, [str(config)])
+    assert err.startswith('error: cannot build train_dataloader.dataset: FileNotFoundError: image folder '
+                          'data/my_set/img does not exist') and err.endswith(note + '\n')
+    (tmp_path / 'data' / 'my_set' / 'img').mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / 'data' / 'my_set' / 'img' / '0.jpg'), np.zeros((4, 4, 3), np.uint8))
+    assert check_dataset.main([str(config)]) == 1  # a per-sample error: its label map is missing
+    out = capsys.readouterr().out
+    assert 'label map data/my_set/ann/0.png does not exist\n ' + note in out
+    config = write_tiny_config(tmp_path)
+    code = train_tool.main([str(config), '--cfg-options', 'train_dataloader.dataset.data_root=data/elsewhere',
+                            'train_cfg.max_iters=1'])
+    first_line = capsys.readouterr().err.splitlines()[0]
+    assert code == 1 and first_line.startswith('error: training failed: FileNotFoundError: image folder '
+                                               'data/elsewhere/img_dir/train does not exist')
+    assert first_line.endswith(note)

@@ -150,6 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if len(messages) > SHOWN:
                 print(f'  ... and {len(messages) - SHOWN} more')
     if errors:
+        if not os.path.isabs(dataset.get_data_info(0)['img_path']):
+            print(f'  (relative paths are resolved against the working directory, {os.getcwd()})')
         print(f'\nFAILED: {len(errors)} of {len(dataset)} samples have errors')
         return 1
     print('\nOK: every sample loads and every label is a valid class index or ignore_index')
