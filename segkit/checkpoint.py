@@ -15,6 +15,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint does not fit the model it is loaded into."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A strict load met missing, unexpected or wrong-shape keys. ``details`` names them all; ``report`` is
+    :func:`load_state_dict`'s report; the message adds how to load the matching tensors only from Python (the
+    command-line tools give their own advice, see ``segkit.engine.cli``)."""
+
+    def __init__(self, details: str, report: Dict[str, List[str]], source: str) -> None:
+        super().__init__(f'{details}\n(from Python, segkit.checkpoint.load_checkpoint(model, path, strict=False) '
+                         f'loads the matching tensors only)')
+        self.details, self.report, self.source = details, report, source
+
+
 # How a ``torch.save`` file starts: a zip archive, or (legacy format) the pickled magic number, protocol 2 or later.
 _ZIP_MAGIC = b'PK\x03\x04'
 _LEGACY_MAGIC = b'\x8a\x0a' + torch.serialization.MAGIC_NUMBER.to_bytes(10, 'little')
@@ -112,7 +123,7 @@ def load_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], stric
                     source: str = 'checkpoint') -> Dict[str, List[str]]:
     """Load ``state_dict`` into ``model``, reporting missing, unexpected and wrong-shape keys together.
 
-    With ``strict=True`` any such key raises :class:`CheckpointError` naming all of them; otherwise the
+    With ``strict=True`` any such key raises :class:`CheckpointMismatchError` naming all of them; otherwise the
     matching tensors are loaded and the report is returned.
     """
     own = model.state_dict()
@@ -130,8 +141,8 @@ def load_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], stric
             shown = '\n    '.join(keys[:20]) + (f'\n    ... and {len(keys) - 20} more' if len(keys) > 20 else '')
             problems.append(f'  {len(keys)} {title}:\n    {shown}')
     if problems and strict:
-        raise CheckpointError(f'{source} does not match {type(model).__name__}:\n' + '\n'.join(problems) +
-                              '\n(pass strict=False to load the matching tensors only)')
+        raise CheckpointMismatchError(f'{source} does not match {type(model).__name__}:\n' + '\n'.join(problems),
+                                      report, source)
     model.load_state_dict(loadable, strict=False)
     return report
 

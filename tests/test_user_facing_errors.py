@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from engine_fixtures import load_tool, restore_global_state, write_tiny_config  # noqa: F401
-from segkit.checkpoint import load_file
+from segkit.apis import init_model
+from segkit.checkpoint import CheckpointError, load_file, load_state_dict, save_checkpoint
 from segkit.datasets import shapes_demo
 from segkit.datasets.shapes_demo import ShapesDemoDataset
 
@@ -105,3 +106,32 @@ def test_missing_data_under_a_relative_data_root_names_the_working_directory(tmp
     assert code == 1 and first_line.startswith('error: training failed: FileNotFoundError: image folder '
                                                'data/elsewhere/img_dir/train does not exist')
     assert first_line.endswith(note)
+
+
+def test_resume_from_a_mismatching_checkpoint_gives_advice_the_command_line_can_follow(tmp_path, capsys):
+    """resume loads strictly (it continues the same run) and strict=False cannot be set from the command line:
+    the message must point to what can, load_from without --resume, and that advice must work."""
+    config = str(write_tiny_config(tmp_path))
+    checkpoint = str(tmp_path / 'three_classes.pth')
+    save_checkpoint({'state_dict': init_model(config).state_dict()}, checkpoint)
+    four_classes = ['model.decode_head.num_classes=4', 'train_cfg.max_iters=1']
+    code = train_tool.main([config, '--resume', '--cfg-options', f'load_from={checkpoint}', *four_classes])
+    err = capsys.readouterr().err
+    assert code == 1 and 'Traceback' not in err and 'strict=False' not in err, err
+    assert err.startswith(f'error: cannot resume: {checkpoint} does not match EncoderDecoder:\n'
+                          f'  2 shape mismatches:\n'
+                          f'    decode_head.conv_seg.weight: checkpoint (3, 8, 1, 1) vs model (4, 8, 1, 1)\n')
+    assert 'drop --resume' in err and f'add --cfg-options load_from={checkpoint}' in err
+    code = train_tool.main([config, '--work-dir', str(tmp_path / 'new'), '--cfg-options', f'load_from={checkpoint}',
+                            *four_classes])
+    out = capsys.readouterr().out
+    assert code == 0 and f'Loaded checkpoint {checkpoint}' in out
+    assert 'decode_head.conv_seg.weight: checkpoint (3, 8, 1, 1) vs model (4, 8, 1, 1)' in out  # the warning
+
+    # From Python, strict=False is the way, and the message says so.
+    model = init_model(config, cfg_options={'model.decode_head.num_classes': 4})
+    with pytest.raises(CheckpointError) as e:
+        load_state_dict(model, init_model(config).state_dict(), source=checkpoint)
+    assert str(e.value).endswith('segkit.checkpoint.load_checkpoint(model, path, strict=False) loads the matching '
+                                 'tensors only)')
+    assert e.value.report['shape_mismatch'] and e.value.source == checkpoint

@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 import torch.distributed
 
+from segkit.checkpoint import CheckpointMismatchError
 from segkit.config import Config, ConfigError
 
 from .runner import Runner, find_latest_checkpoint
@@ -24,6 +25,18 @@ def describe_error(e: BaseException) -> str:
     return f'{type(e).__name__}: {message}'
 
 
+def resume_mismatch_message(e: CheckpointMismatchError) -> str:
+    """Why ``resume`` refused a checkpoint that does not match the model, and what to do from the command line."""
+    return (f'error: cannot resume: {e.details}\n'
+            f'Resuming continues the run that wrote the checkpoint, so the model must match it exactly. Either:\n'
+            f'  - undo the config change that altered the model (e.g. model.decode_head.num_classes), or\n'
+            f'  - start a new run from these weights: drop --resume (and add --cfg-options resume=False if the config '
+            f'sets resume=True)\n'
+            f'    and add --cfg-options load_from={e.source}, preferably with a new --work-dir.\n'
+            f'    Without resume, load_from loads non-strictly: the matching tensors are loaded and the others keep '
+            f'their\n    initialisation (a warning lists them).')
+
+
 def load_config(build_config: Callable[[], Config]) -> Optional[Config]:
     """``build_config()``, or None after printing a config error (a missing file or ``_base_``, a bad
     ``--cfg-options`` key ...) as one ``error:`` line on stderr."""
@@ -37,8 +50,9 @@ def load_config(build_config: Callable[[], Config]) -> Optional[Config]:
 def run_phase(build_config: Callable[[], Config], phase: str) -> int:
     """Build the config, then ``Runner.from_cfg(cfg).<phase>()``; returns the process exit code.
 
-    A config error prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C
-    prints (and logs) where training stopped and the checkpoint to resume from, and returns 130.
+    A config error prints one line; a checkpoint that ``resume`` cannot load because it does not match the model
+    prints the mismatched keys and what to do instead; any other failure prints a clear first line, then the
+    traceback. Ctrl-C prints (and logs) where training stopped and the checkpoint to resume from, and returns 130.
     The process group, if any, is torn down either way.
     """
     cfg = load_config(build_config)
@@ -60,6 +74,9 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
             print(message, file=sys.stderr)
         return 130
     except Exception as e:
+        if isinstance(e, CheckpointMismatchError) and phase == 'train' and cfg.get('resume'):
+            print(resume_mismatch_message(e), file=sys.stderr)  # it names every key: no traceback needed
+            return 1
         verb = {'train': 'training', 'test': 'testing', 'val': 'validation'}[phase]
         print(f'error: {verb} failed: {describe_error(e)}', file=sys.stderr)
         traceback.print_exc()
