@@ -28,30 +28,42 @@ def import_builtin_modules() -> None:
         importlib.import_module(name)
 
 
+def _is_builtin(obj: Any) -> bool:
+    return (getattr(obj, '__module__', None) or '').partition('.')[0] == 'segkit'
+
+
 class Registry:
-    """A mapping from names to classes (or functions) that can build objects from config dicts."""
+    """A mapping from names to classes (or functions) that can build objects from config dicts.
+
+    Listing or querying a registry first imports segkit's own components, and so does registering a class from
+    outside segkit: a clash with a built-in name is then reported at the user's decorator, and a ``force=True``
+    replacement of a built-in stays in place.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._modules: Dict[str, Any] = {}
 
     def __repr__(self) -> str:
-        return f'Registry(name={self.name!r}, items={sorted(self._modules)})'
+        return f'Registry(name={self.name!r}, items={self.keys()})'
 
     def __len__(self) -> int:
+        import_builtin_modules()
         return len(self._modules)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._modules))
+        return iter(self.keys())
 
     def __contains__(self, name: str) -> bool:
         return self.get(name, default=None) is not None
 
     @property
     def module_dict(self) -> Dict[str, Any]:
+        import_builtin_modules()
         return dict(self._modules)
 
     def keys(self) -> List[str]:
+        import_builtin_modules()
         return sorted(self._modules)
 
     def register_module(self, name: Union[str, List[str], None] = None, force: bool = False,
@@ -71,13 +83,15 @@ class Registry:
     def _register(self, obj: Any, name: Union[str, List[str], None], force: bool) -> None:
         if not (inspect.isclass(obj) or callable(obj)):
             raise TypeError(f'only classes and functions can be registered, got {type(obj).__name__}')
+        if not _is_builtin(obj):
+            import_builtin_modules()
         names = [obj.__name__] if name is None else ([name] if isinstance(name, str) else list(name))
         for key in names:
             taken = self._modules.get(key)
             if taken is not None and taken is not obj and not force:
                 raise KeyError(
-                    f'{key!r} is already registered in the {self.name!r} registry '
-                    f'(by {taken.__module__}.{taken.__qualname__}); pass force=True to replace it, '
+                    f'cannot register {_qualified_name(obj)} as {key!r}: {key!r} is already registered in the '
+                    f'{self.name!r} registry by {_qualified_name(taken)}; pass force=True to replace it, '
                     f'or register yours under another name')
             self._modules[key] = obj
 
@@ -129,6 +143,10 @@ class Registry:
             raise TypeError(f'{self.name}: building {getattr(obj_cls, "__name__", obj_cls)} failed: {e}') from e
 
 
+def _qualified_name(obj: Any) -> str:
+    return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", repr(obj))}'
+
+
 # Models: backbones, necks, heads, losses, segmentors and data preprocessors share one namespace (MMSeg 1.x).
 MODELS = Registry('models')
 BACKBONES = NECKS = HEADS = LOSSES = SEGMENTORS = MODELS
@@ -151,7 +169,7 @@ def _register_torch_optimizers() -> None:
     for name in dir(torch.optim):
         obj = getattr(torch.optim, name)
         if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
-            OPTIMIZERS.register_module(module=obj)
+            OPTIMIZERS._modules[obj.__name__] = obj  # at import: no built-in loading, as for segkit's own classes
 
 
 _register_torch_optimizers()

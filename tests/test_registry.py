@@ -1,4 +1,10 @@
 """Registry: register/build, unknown types, duplicates, aliases and scopes."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch.nn as nn
 
@@ -42,10 +48,11 @@ def test_duplicate_name_is_an_error_unless_forced():
     class A:
         pass
 
-    with pytest.raises(KeyError, match='already registered'):
+    with pytest.raises(KeyError, match='already registered') as e:
         @reg.register_module(name='A')
         class Other:
             pass
+    assert 'Other' in str(e.value) and 'test_duplicate_name_is_an_error_unless_forced.<locals>.A' in str(e.value)
 
     @reg.register_module(name='A', force=True)
     class Replacement:
@@ -77,3 +84,44 @@ def test_scope_prefix_and_torch_optimizers():
     assert OPTIMIZERS.get('mmengine.SGD') is OPTIMIZERS.get('SGD')
     opt = OPTIMIZERS.build(dict(type='SGD', lr=0.1), default_args=dict(params=nn.Linear(2, 2).parameters()))
     assert opt.defaults['lr'] == 0.1
+
+
+def run_fresh(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a new interpreter, where segkit's built-in components are not imported yet."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get('PYTHONPATH', '')]))
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_user_registration_before_builtins_are_loaded():
+    """A user package that imports only segkit.registry registers before segkit's own classes are loaded:
+    a force=True replacement of a built-in must survive their loading, a clash without force must be reported
+    at the user's decorator (naming both classes), and listing a registry must show the built-ins."""
+    result = run_fresh("""
+        import torch.nn as nn
+        from segkit.registry import MODELS
+
+        @MODELS.register_module(force=True)
+        class CrossEntropyLoss(nn.Module):
+            def __init__(self, **kwargs):
+                super().__init__()
+
+        head = MODELS.build(dict(type='FCNHead', in_channels=8, channels=4, num_classes=3))
+        assert type(head.loss_decode) is CrossEntropyLoss, type(head.loss_decode)
+        """)
+    assert result.returncode == 0, result.stderr
+    result = run_fresh("""
+        import torch.nn as nn
+        from segkit.registry import MODELS
+        assert 'MixVisionTransformer' in MODELS.keys() and len(MODELS) == len(list(MODELS)) > 10
+        try:
+            @MODELS.register_module()
+            class SegformerHead(nn.Module):
+                pass
+        except KeyError as e:
+            print(e)
+        """)
+    assert result.returncode == 0, result.stderr
+    assert '__main__.SegformerHead' in result.stdout
+    assert 'segkit.models.decode_heads.segformer_head.SegformerHead' in result.stdout
