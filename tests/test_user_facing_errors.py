@@ -51,8 +51,7 @@ def check_dataset_error(capsys, argv):
 
 @pytest.mark.parametrize('override, expected', [
     ('train_dataloader.dataset.type=BaseSegDatset',
-     "error: cannot build train_dataloader.dataset: KeyError: 'BaseSegDatset' is not registered in the 'datasets' "
-     "registry. Did you mean 'BaseSegDataset'"),
+     "error: cannot build train_dataloader.dataset: "),
     ('train_dataloader.dataset.colour=1',
      'error: cannot build train_dataloader.dataset: TypeError: datasets: building BaseSegDataset failed'),
     ('train_dataloader.batch_size.x=1', "error: override 'train_dataloader.batch_size.x': "),
@@ -61,7 +60,11 @@ def check_dataset_error(capsys, argv):
 def test_check_dataset_reports_a_config_error_in_one_line(tmp_path, capsys, override, expected):
     config = tmp_path / 'config.py'
     config.write_text(CONFIG.format(root=str(tmp_path)))
-    assert check_dataset_error(capsys, [str(config), '--cfg-options', override]).startswith(expected)
+    err = check_dataset_error(capsys, [str(config), '--cfg-options', override])
+    assert err.startswith(expected)
+    if 'BaseSegDatset' in override:  # the registry's message, without the quotes KeyError's str() adds
+        assert "'BaseSegDatset' is not registered in the 'datasets' registry. Did you mean 'BaseSegDataset'" in err
+        assert '"' not in err
 
 
 def test_check_dataset_reports_a_missing_base_or_config_in_one_line(tmp_path, capsys):

@@ -14,12 +14,14 @@ from .runner import Runner, find_latest_checkpoint
 
 
 def describe_error(e: BaseException) -> str:
-    """``Type: message`` on one line (a KeyError's message without the quotes ``str`` puts around it).
+    """``Type: message`` on one line (a KeyError's message without the quotes its ``str`` adds).
 
     A missing file's message gets the working directory that relative paths (``data_root``, ``ann_file``,
     image folders ...) were resolved against, unless it already names it.
     """
-    message = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+    message = str(e)
+    if type(e).__str__ is KeyError.__str__ and len(e.args) == 1 and isinstance(e.args[0], str):
+        message = e.args[0]  # a plain KeyError's str() is the repr of its message
     if isinstance(e, FileNotFoundError) and os.getcwd() not in message:
         message += f' (relative paths are resolved against the working directory, {os.getcwd()})'
     return f'{type(e).__name__}: {message}'
