@@ -116,10 +116,10 @@ class ShapesDemoDataset(BaseSegDataset):
             # repository): say where the files go, so a run started elsewhere does not fill a folder unnoticed.
             where = ('' if osp.isabs(data_root) else
                      f'; data_root {data_root!r} is relative to the working directory, {os.getcwd()}')
-            logger.warning(f'ShapesDemoDataset: generating the demo set ({sum(_SPLITS.values())} images and label maps, about 9 MB) '
-                           f'in {target}, which does not exist yet{where}. To use an existing copy instead, run from '
-                           f'the folder that holds its data/shapes_demo, or set the datasets\' data_root to its '
-                           f'absolute path.')
+            logger.warning(f'ShapesDemoDataset: generating the demo set ({sum(_SPLITS.values())} images and label '
+                           f'maps, about 9 MB) in {target}, which does not exist yet{where}. To use an existing copy '
+                           f'instead, run from the folder that holds its data/shapes_demo, or set the datasets\' '
+                           f'data_root to its absolute path.')
             os.makedirs(osp.dirname(target), exist_ok=True)
             make_shapes_demo(data_root)
         super().__init__(data_root=data_root, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
