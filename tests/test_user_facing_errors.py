@@ -9,6 +9,7 @@ from engine_fixtures import load_tool, restore_global_state, write_tiny_config  
 from segkit.apis import init_model
 from segkit.checkpoint import CheckpointError, load_file, load_state_dict, save_checkpoint
 from segkit.datasets import shapes_demo
+from segkit.engine.cli import describe_error
 from segkit.datasets.shapes_demo import ShapesDemoDataset
 
 check_dataset = load_tool('check_dataset')
@@ -138,3 +139,13 @@ def test_resume_from_a_mismatching_checkpoint_gives_advice_the_command_line_can_
     assert str(e.value).endswith('segkit.checkpoint.load_checkpoint(model, path, strict=False) loads the matching '
                                  'tensors only)')
     assert e.value.report['shape_mismatch'] and e.value.source == checkpoint
+
+
+def test_describe_error_unquotes_a_plain_key_error_only():
+    class TypeNotFound(KeyError):
+        def __str__(self):
+            return f'config key model.backbone.type: {self.args[0]}'
+
+    assert describe_error(KeyError("'X' is not registered")) == "KeyError: 'X' is not registered"
+    assert describe_error(TypeNotFound("'X' is not registered")) == (
+        "TypeNotFound: config key model.backbone.type: 'X' is not registered")
