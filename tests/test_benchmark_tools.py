@@ -118,3 +118,9 @@ def test_one_shape_value_is_a_square_and_three_are_refused(tiny_config, monkeypa
     with pytest.raises(SystemExit) as e:
         tool.main()
     assert e.value.code == 2 and 'one value for a square; got 3 values' in capsys.readouterr().err
+
+
+def test_get_flops_reports_a_config_error_in_one_line(tmp_path, capsys):
+    assert get_flops.main([str(tmp_path / 'missing.py')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: config file not found') and 'Traceback' not in err

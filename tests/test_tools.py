@@ -87,7 +87,8 @@ def test_a_runtime_error_leads_with_a_clear_line_then_the_traceback(tmp_path, ca
     assert code == 1
     err = capsys.readouterr().err
     first_line = err.splitlines()[0]
-    assert first_line.startswith('error: training failed: KeyError') and 'NoSuchBackbone' in first_line
+    assert first_line.startswith("error: training failed: UnknownTypeError: config key model.backbone.type: "
+                                 "'NoSuchBackbone' is not registered")
     assert 'Traceback (most recent call last)' in err
 
 
@@ -173,3 +174,11 @@ def test_dist_train_runs_two_processes_and_validates_across_them(tmp_path):
     (metrics_file,) = (tmp_path / 't').glob('*/*.json')
     single = json.loads(metrics_file.read_text())
     assert {k: single[k] for k in ('aAcc', 'mIoU', 'mAcc')} == {k: dist_val[k] for k in ('aAcc', 'mIoU', 'mAcc')}
+
+
+def test_a_missing_checkpoint_is_one_line_without_a_traceback(tmp_path, capsys):
+    config = str(write_tiny_config(tmp_path))
+    assert test_tool.main([config, str(tmp_path / 'nope.pth'), '--work-dir', str(tmp_path / 'w')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: testing failed: FileNotFoundError: checkpoint file not found: {tmp_path}')
+    assert 'Traceback' not in err

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,6 +20,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
 from segkit import Config, DictAction  # noqa: E402
+from segkit.engine.cli import load_config  # noqa: E402
 
 
 def cpu_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
@@ -43,18 +45,25 @@ def count(model: torch.nn.Module, shape: tuple) -> dict:
                 macs=counter.get_total_flops() // 2)
 
 
-def main() -> None:
+def load_cfg(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description='Parameters and FLOPs of a model')
     parser.add_argument('config')
     parser.add_argument('--shape', type=int, nargs='+', default=[512, 512], metavar=('H', 'W'),
                         help='input size; one value for a square (default: 512 512)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if len(args.shape) > 2:
         parser.error(f'--shape takes H W, or one value for a square; got {len(args.shape)} values')
     args.shape = args.shape * 2 if len(args.shape) == 1 else args.shape
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(lambda: load_cfg(args))
+    if cfg is None:
+        return 1
     from segkit.apis import init_model
     counts = count(init_model(cfg), tuple(args.shape))
     result = dict(config=os.path.basename(args.config), shape=list(args.shape),
@@ -65,7 +74,8 @@ def main() -> None:
     print(f'Params: {result["params_m"]} M')
     print(f'FLOPs: {result["gflops_mac"]} G (multiply-accumulates; {result["gflops_2xmac"]} G counting 2 per MAC)')
     print(json.dumps(result))
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 import torch.distributed
 
-from segkit.checkpoint import CheckpointMismatchError
+from segkit.checkpoint import CheckpointError, CheckpointMismatchError
 from segkit.config import Config, ConfigError
 
 from .runner import Runner, find_latest_checkpoint
@@ -53,8 +53,8 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
     """Build the config, then ``Runner.from_cfg(cfg).<phase>()``; returns the process exit code.
 
     A config error prints one line; a checkpoint that ``resume`` cannot load because it does not match the model
-    prints the mismatched keys and what to do instead; any other failure prints a clear first line, then the
-    traceback. Ctrl-C prints (and logs) where training stopped and the checkpoint to resume from, and returns 130.
+    prints the mismatched keys and what to do instead; a missing file or an unreadable or mismatching checkpoint
+    prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C prints (and logs) where training stopped and the checkpoint to resume from, and returns 130.
     The process group, if any, is torn down either way.
     """
     cfg = load_config(build_config)
@@ -81,7 +81,8 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
             return 1
         verb = {'train': 'training', 'test': 'testing', 'val': 'validation'}[phase]
         print(f'error: {verb} failed: {describe_error(e)}', file=sys.stderr)
-        traceback.print_exc()
+        if not isinstance(e, (FileNotFoundError, CheckpointError)):  # those messages say all there is to say
+            traceback.print_exc()
         return 1
     finally:
         if torch.distributed.is_initialized():
