@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 _BUILTINS_LOADED = False
 SCOPES = ('mmseg', 'mmengine', 'mmcv', 'mmdet', 'mmpretrain', 'segkit')
@@ -32,6 +32,41 @@ def _is_builtin(obj: Any) -> bool:
     return (getattr(obj, '__module__', None) or '').partition('.')[0] == 'segkit'
 
 
+def find_type_keys(cfg: Any, name: str, path: str = '') -> List[str]:
+    """Dotted paths (``model.decode_head.loss_decode.0.type``, as ``--cfg-options`` spells them) of the
+    ``type`` keys in ``cfg`` whose value is ``name``."""
+    found = []
+    if isinstance(cfg, Mapping):
+        if cfg.get('type') == name:
+            found.append(f'{path}type')
+        for key, value in cfg.items():
+            found += find_type_keys(value, name, f'{path}{key}.')
+    elif isinstance(cfg, (list, tuple)):
+        for index, value in enumerate(cfg):
+            found += find_type_keys(value, name, f'{path}{index}.')
+    return found
+
+
+class UnknownTypeError(KeyError):
+    """A ``type`` that its registry does not hold; ``key_paths`` are where the config sets it, when known."""
+
+    def __init__(self, message: str, name: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.key_paths: List[str] = []
+
+    def locate_in(self, cfg: Any) -> None:
+        """Point ``key_paths`` at where ``cfg`` (the outermost config known so far) sets this type."""
+        if self.name is not None:
+            self.key_paths = find_type_keys(cfg, self.name) or self.key_paths
+
+    def __str__(self) -> str:
+        if self.key_paths in ([], ['type']):
+            return self.message
+        return f'config key {", ".join(self.key_paths)}: {self.message}'
+
+
 class Registry:
     """A mapping from names to classes (or functions) that can build objects from config dicts.
 
@@ -40,8 +75,9 @@ class Registry:
     replacement of a built-in stays in place.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, variable: Optional[str] = None) -> None:
         self.name = name
+        self.variable = variable or name.upper()  # how ``segkit.registry`` exports it, for messages
         self._modules: Dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -100,6 +136,7 @@ class Registry:
 
         An MMEngine scope prefix (``'mmseg.SegformerHead'``, ``'mmengine.AdamW'``) is accepted and ignored.
         """
+        given = name
         if isinstance(name, str) and '.' in name and name.split('.', 1)[0] in SCOPES:
             name = name.split('.', 1)[1]
         if name not in self._modules:
@@ -108,13 +145,13 @@ class Registry:
             return self._modules[name]
         if default is not ...:
             return default
-        raise KeyError(self._unknown_message(name))
+        raise UnknownTypeError(self._unknown_message(name), given)
 
     def _unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(str(name), self._modules, n=3, cutoff=0.6)
         hint = f' Did you mean {", ".join(repr(c) for c in close)}?' if close else ''
         return (f'{name!r} is not registered in the {self.name!r} registry.{hint} '
-                f'A custom class must be registered with @{self.name.upper()}.register_module() '
+                f'A custom class must be registered with @{self.variable}.register_module() (from segkit.registry) '
                 f"and its module imported first, e.g. custom_imports = dict(imports=['my_pkg.my_module']) "
                 f'in the config.')
 
@@ -129,14 +166,14 @@ class Registry:
         for key, value in (default_args or {}).items():
             args.setdefault(key, value)
         obj_type = args.pop('type')
-        if isinstance(obj_type, str):
-            obj_cls = self.get(obj_type)
-        elif callable(obj_type):
-            obj_cls = obj_type
-        else:
+        if not (isinstance(obj_type, str) or callable(obj_type)):
             raise TypeError(f'{self.name}: "type" must be a str or a class, got {type(obj_type).__name__}')
         try:
+            obj_cls = self.get(obj_type) if isinstance(obj_type, str) else obj_type
             return obj_cls(**args)
+        except UnknownTypeError as e:  # this one's or a part's: say where in this config it is set
+            e.locate_in(cfg)
+            raise
         except TypeError as e:
             if 'argument' not in str(e):
                 raise
@@ -161,7 +198,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry('optim_wrapper_constructors')
 PARAM_SCHEDULERS = Registry('param_schedulers')
 METRICS = Registry('metrics')
 LOOPS = Registry('loops')
-VISBACKENDS = Registry('vis_backends')
+VISBACKENDS = Registry('vis_backends', variable='VISBACKENDS')
 
 
 def _register_torch_optimizers() -> None:

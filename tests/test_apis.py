@@ -95,3 +95,13 @@ def test_draw_overlay_blends_palette_colours():
     assert draw_overlay(img, labels).shape == img.shape  # default palette
     with pytest.raises(ValueError, match='label map size'):
         draw_overlay(img, labels[:1])
+
+
+def test_init_model_names_a_misspelt_type_by_its_config_key():
+    cfg = Config(dict(model=dict(
+        type='EncoderDecoder',
+        backbone=dict(type='MixVisionTransformer', embed_dims=8, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]),
+        decode_head=dict(type='FCNHaed', in_channels=64, channels=4, num_classes=3))))
+    with pytest.raises(KeyError) as e:
+        init_model(cfg)
+    assert str(e.value).startswith("config key model.decode_head.type: 'FCNHaed' is not registered")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch.nn as nn
 
-from segkit.registry import BACKBONES, HEADS, LOSSES, MODELS, NECKS, OPTIMIZERS, SEGMENTORS, Registry
+from segkit.registry import (BACKBONES, HEADS, LOSSES, MODELS, NECKS, OPTIMIZERS, SEGMENTORS, VISBACKENDS, Registry,
+                             UnknownTypeError)
 
 
 def test_register_as_decorator_and_call_then_build():
@@ -125,3 +126,23 @@ def test_user_registration_before_builtins_are_loaded():
     assert result.returncode == 0, result.stderr
     assert '__main__.SegformerHead' in result.stdout
     assert 'segkit.models.decode_heads.segformer_head.SegformerHead' in result.stdout
+
+
+@pytest.mark.filterwarnings('ignore:CrossEntropyLoss. avg_non_ignore')
+@pytest.mark.parametrize('part, key, close', [
+    (dict(loss_decode=[dict(type='CrossEntropyLoss'), dict(type='DiceLos')]), 'decode_head.loss_decode.1.type',
+     "Did you mean 'DiceLoss'"),
+    (dict(norm_cfg=dict(type='BNN')), 'decode_head.norm_cfg.type', "'BN'"),
+])
+def test_unknown_type_inside_a_config_names_its_key_and_the_close_names(part, key, close):
+    cfg = dict(type='EncoderDecoder',
+               backbone=dict(type='MixVisionTransformer', embed_dims=8, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]),
+               decode_head=dict(type='FCNHead', in_channels=64, channels=4, num_classes=3, **part))
+    with pytest.raises(UnknownTypeError) as e:
+        MODELS.build(cfg)
+    assert str(e.value).startswith(f'config key {key}: ') and close in str(e.value)
+
+
+def test_unknown_type_hint_names_the_registry_as_segkit_exports_it():
+    with pytest.raises(KeyError, match=r'@VISBACKENDS\.register_module\(\)'):
+        VISBACKENDS.build(dict(type='LocalVisBackendd'))

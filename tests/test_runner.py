@@ -227,6 +227,18 @@ def test_a_model_with_fewer_classes_than_the_training_set_is_refused_by_name(tmp
     close_runner_handlers()
 
 
+@pytest.mark.parametrize('key, typo', [('train_dataloader.dataset.pipeline.2.type', 'RandomFlipp'),
+                                       ('custom_hooks.0.type', 'RecordLossHok')])
+def test_a_misspelt_type_is_refused_naming_its_key_in_the_whole_config(tmp_path, key, typo):
+    cfg = tiny_cfg(tmp_path, custom_hooks=[dict(type='RecordLossHook')])
+    cfg.merge_from_dict({key: typo})
+    with pytest.raises(KeyError) as e:
+        Runner.from_cfg(cfg).train()
+    close_runner_handlers()
+    assert str(e.value).startswith(f"config key {key}: '{typo}' is not registered")
+    assert f"Did you mean '{typo[:-1]}" in str(e.value)
+
+
 def test_ctrl_c_during_training_says_where_it_stopped_and_what_to_resume(tmp_path, monkeypatch):
     from segkit.engine import cli
     (tmp_path / 'iter_4.pth').write_bytes(b'')

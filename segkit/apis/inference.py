@@ -15,7 +15,7 @@ import torch.nn as nn
 from segkit.checkpoint import extract_state_dict, load_file, load_state_dict
 from segkit.config import Config
 from segkit.datasets.transforms import Compose
-from segkit.registry import MODELS
+from segkit.registry import MODELS, UnknownTypeError
 from segkit.visualization import Palette, draw_overlay
 
 ImageInput = Union[str, Path, np.ndarray]
@@ -46,7 +46,11 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
         model_cfg.backbone.init_cfg = None
     model_cfg.pretrained = None
     model_cfg.train_cfg = None
-    model = MODELS.build(model_cfg)
+    try:
+        model = MODELS.build(model_cfg)
+    except UnknownTypeError as e:
+        e.locate_in(config.to_dict())  # model.decode_head.type, as the config spells it
+        raise
     meta = {} if checkpoint is None else _load_weights(model, checkpoint)
     if 'dataset_meta' in meta:
         dataset_meta = meta['dataset_meta']

@@ -12,10 +12,11 @@ over ranks; only rank 0 writes logs, scalars, TensorBoard events and checkpoints
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import platform
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ from segkit.checkpoint import extract_state_dict, load_file, load_state_dict, sa
 from segkit.config import Config, ConfigError, check_keys
 from segkit.datasets import build_dataloader
 from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_distributed, is_main_process
-from segkit.registry import HOOKS, LOOPS, MODELS
+from segkit.registry import HOOKS, LOOPS, MODELS, UnknownTypeError
 
 from .allocator import retain_freed_memory
 from .compile import compile_networks, compile_options
@@ -62,6 +63,7 @@ DEFAULT_HOOKS = dict(
 )
 
 ConfigLike = Union[Config, dict]
+Method = TypeVar('Method', bound=Callable[..., Any])
 
 
 def find_latest_checkpoint(work_dir: str) -> Optional[str]:
@@ -88,6 +90,19 @@ def _config_text(cfg: ConfigLike) -> str:
         return config.pretty_text
     except ConfigError:  # a value Python source cannot express, e.g. a class object given as ``type``
         return repr(config.to_dict())
+
+
+def _names_config_keys(method: Method) -> Method:
+    """Make an unknown ``type`` met while ``method`` builds parts name its key in the whole config
+    (``train_dataloader.dataset.pipeline.2.type``), not only in the part being built."""
+    @functools.wraps(method)
+    def wrapper(self: 'Runner', *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except UnknownTypeError as e:
+            e.locate_in(getattr(self, 'cfg', None))
+            raise
+    return wrapper  # type: ignore[return-value]
 
 
 class Runner:
@@ -129,6 +144,7 @@ class Runner:
             (``segkit.engine.optim.auto_scale_lr``).
     """
 
+    @_names_config_keys
     def __init__(self, model: Union[nn.Module, dict], work_dir: str,
                  train_dataloader: Union[DataLoader, dict, None] = None,
                  val_dataloader: Union[DataLoader, dict, None] = None,
@@ -407,6 +423,7 @@ class Runner:
             self.param_schedulers = list(schedulers)
 
     # -- the three phases --------------------------------------------------------------------------------------
+    @_names_config_keys
     def train(self) -> nn.Module:
         """Train (validating on the way when val parts are configured); returns the trained model."""
         self.train_loop = self._build_loop('train')
@@ -436,6 +453,7 @@ class Runner:
         """Evaluate on the test set; returns the metrics."""
         return self._evaluate('test')
 
+    @_names_config_keys
     def _evaluate(self, phase: str) -> Dict[str, float]:
         loop = self._build_loop(phase)
         setattr(self, f'{phase}_loop', loop)

@@ -6,6 +6,8 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
+from segkit.registry import UnknownTypeError
+
 from .norm import build_norm_layer
 
 ACTIVATIONS = {'ReLU': nn.ReLU, 'GELU': nn.GELU, 'LeakyReLU': nn.LeakyReLU, 'PReLU': nn.PReLU,
@@ -17,7 +19,7 @@ def build_activation_layer(cfg: dict) -> nn.Module:
     cfg = dict(cfg)
     act_type = cfg.pop('type')
     if act_type not in ACTIVATIONS:
-        raise KeyError(f'unknown activation type {act_type!r}; choose one of {sorted(ACTIVATIONS)}')
+        raise UnknownTypeError(f'unknown activation type {act_type!r}; choose one of {sorted(ACTIVATIONS)}', act_type)
     if act_type in ('GELU', 'Sigmoid', 'Tanh', 'PReLU'):
         cfg.pop('inplace', None)
     return ACTIVATIONS[act_type](**cfg)

@@ -10,6 +10,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from segkit.registry import UnknownTypeError
+
 
 class _CpuSyncBatchNormFunction(torch.autograd.Function):
     """Training-mode batch norm over the union of every rank's batch, for CPU tensors (gloo).
@@ -164,7 +166,7 @@ def build_norm_layer(cfg: dict, num_features: int, postfix: Union[int, str] = ''
     cfg = dict(cfg)
     layer_type = cfg.pop('type')
     if layer_type not in NORM_LAYERS:
-        raise KeyError(f'unknown norm type {layer_type!r}; choose one of {sorted(NORM_LAYERS)}')
+        raise UnknownTypeError(f'unknown norm type {layer_type!r}; choose one of {sorted(NORM_LAYERS)}', layer_type)
     layer_cls, abbr = NORM_LAYERS[layer_type]
     requires_grad = cfg.pop('requires_grad', True)
     if layer_type == 'GN':

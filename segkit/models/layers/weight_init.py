@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from segkit.checkpoint import extract_state_dict, load_file, load_state_dict
+from segkit.registry import UnknownTypeError
 
 InitCfg = Union[dict, List[dict], None]
 
@@ -84,8 +85,8 @@ def _class_names(module: nn.Module) -> List[str]:
 
 def _check_type(module: nn.Module, init_type: str) -> None:
     if init_type not in WEIGHT_INITIALIZERS:
-        raise KeyError(f'{type(module).__name__}: unknown init_cfg type {init_type!r}; choose one of '
-                       f'{sorted(WEIGHT_INITIALIZERS) + ["Pretrained"]}')
+        raise UnknownTypeError(f'{type(module).__name__}: unknown init_cfg type {init_type!r}; choose one of '
+                               f'{sorted(WEIGHT_INITIALIZERS) + ["Pretrained"]}', init_type)
 
 
 def _init_module(module: nn.Module, init_type: str, args: dict) -> None:
