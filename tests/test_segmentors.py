@@ -181,6 +181,21 @@ def test_loss_mode_keys_and_parse_losses():
     assert {'aux_0.loss_ce', 'aux_1.loss_ce'} <= set(two_aux(**data, mode='loss'))
 
 
+def test_segmentor_composed_of_built_modules_has_the_config_built_layout():
+    """Plain-Python composition: parts and losses given as modules are used as they are, under the same keys."""
+    cfg = tiny_cfg()
+    parts = {key: MODELS.build(cfg[key]) for key in ('data_preprocessor', 'backbone', 'decode_head')}
+    loss = MODELS.build(dict(type='CrossEntropyLoss', loss_weight=0.4))
+    aux_head = MODELS.build(dict(cfg['auxiliary_head'], loss_decode=[loss]))
+    model = MODELS.build(dict(type='EncoderDecoder', auxiliary_head=aux_head, train_cfg=dict(),
+                              test_cfg=dict(mode='whole'), **parts))
+    assert model.backbone is parts['backbone'] and model.data_preprocessor is parts['data_preprocessor']
+    assert model.auxiliary_head.loss_decode[0] is loss
+    assert list(model.state_dict()) == list(MODELS.build(cfg).state_dict())
+    data = model.data_preprocessor(batch([(32, 32)]), training=True)
+    assert {'decode.loss_ce', 'aux.loss_ce'} <= set(model(**data, mode='loss'))
+
+
 def test_syncbn_model_trains_in_one_process():
     cfg = tiny_cfg()
     for part in ('backbone', 'decode_head'):

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from segkit.registry import MODELS
+from ..builder import build_module
 from ..layers import initialize, resize
 from ..losses import accuracy
 
@@ -29,7 +30,7 @@ class BaseDecodeHead(nn.Module):
         in_index: which backbone output(s) to use.
         input_transform: None (one input), 'resize_concat' (resize all selected to the first's size and
             concatenate) or 'multiple_select' (pass the selected list on).
-        loss_decode: a loss config, or a list of them; losses with the same ``loss_name`` are summed.
+        loss_decode: a loss (config or module), or a list of them; losses with the same ``loss_name`` are summed.
         ignore_index: label excluded from losses and accuracy.
         sampler: pixel sampler config (``OHEMPixelSampler``) weighting the loss per pixel.
         align_corners: ``align_corners`` of every bilinear resize.
@@ -41,8 +42,8 @@ class BaseDecodeHead(nn.Module):
                  conv_cfg: Optional[dict] = None, norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = dict(type='ReLU'), in_index: Union[int, Sequence[int]] = -1,
                  input_transform: Optional[str] = None,
-                 loss_decode: Union[dict, Sequence[dict]] = dict(type='CrossEntropyLoss', use_sigmoid=False,
-                                                                 loss_weight=1.0),
+                 loss_decode: Union[dict, nn.Module, Sequence[Union[dict, nn.Module]]] = dict(
+                     type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                  ignore_index: int = 255, sampler: Optional[dict] = None, align_corners: bool = False,
                  init_cfg: Optional[dict] = dict(type='Normal', std=0.01, override=dict(name='conv_seg'))) -> None:
         super().__init__()
@@ -71,12 +72,13 @@ class BaseDecodeHead(nn.Module):
         self.out_channels = out_channels
         self.threshold = threshold
 
-        if isinstance(loss_decode, dict):
-            self.loss_decode = MODELS.build(loss_decode)
+        if isinstance(loss_decode, (dict, nn.Module)):
+            self.loss_decode = build_module(loss_decode)
         elif isinstance(loss_decode, (list, tuple)):
-            self.loss_decode = nn.ModuleList(MODELS.build(cfg) for cfg in loss_decode)
+            self.loss_decode = nn.ModuleList(build_module(loss) for loss in loss_decode)
         else:
-            raise TypeError(f'loss_decode must be a dict or a list of dicts, got {type(loss_decode).__name__}')
+            raise TypeError(f'loss_decode must be a loss (config or module) or a list of them, '
+                            f'got {type(loss_decode).__name__}')
         self.sampler = None if sampler is None else MODELS.build(sampler, default_args=dict(context=self))
 
         self.conv_seg = nn.Conv2d(channels, self.out_channels, kernel_size=1)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from segkit.registry import MODELS
+from ..builder import build_module
 from ..layers import initialize, resize
 
 Batch = Dict[str, Any]
@@ -38,10 +38,7 @@ class BaseSegmentor(nn.Module):
         super().__init__()
         if data_preprocessor is None:
             data_preprocessor = dict(type='SegDataPreProcessor')
-        if isinstance(data_preprocessor, nn.Module):
-            self.data_preprocessor = data_preprocessor
-        else:
-            self.data_preprocessor = MODELS.build(data_preprocessor)
+        self.data_preprocessor = build_module(data_preprocessor)
         self.init_cfg = init_cfg
 
     @property

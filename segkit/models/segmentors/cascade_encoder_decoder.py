@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from segkit.registry import MODELS
-from .encoder_decoder import EncoderDecoder, add_prefix
+from ..builder import build_module
+from .encoder_decoder import EncoderDecoder, Part, add_prefix
 
 
 @MODELS.register_module()
@@ -24,11 +25,11 @@ class CascadeEncoderDecoder(EncoderDecoder):
         self.num_stages = num_stages
         super().__init__(**kwargs)
 
-    def _init_decode_head(self, decode_head: List[dict]) -> None:
+    def _init_decode_head(self, decode_head: List[Part]) -> None:
         if not isinstance(decode_head, (list, tuple)) or len(decode_head) != self.num_stages:
             raise ValueError(f'CascadeEncoderDecoder: decode_head must be a list of num_stages={self.num_stages} '
-                             f'head configs, got {decode_head!r}')
-        self.decode_head = nn.ModuleList(MODELS.build(cfg) for cfg in decode_head)
+                             f'heads (configs or modules), got {decode_head!r}')
+        self.decode_head = nn.ModuleList(build_module(head) for head in decode_head)
         self._copy_head_attributes(self.decode_head[-1])
 
     def _cascade(self, x: List[torch.Tensor], num_heads: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from segkit.config import check_keys
 from segkit.registry import MODELS
+from ..builder import build_module
 from .base import BaseSegmentor
 
 # Windows per forward pass in slide inference. One, as MMSeg: on CPU, batching SegFormer-B0's three 1024x1024
@@ -15,6 +16,7 @@ from .base import BaseSegmentor
 # on a GPU with small crops (set test_cfg.slide_batch_size).
 DEFAULT_SLIDE_BATCH_SIZE = 1
 TEST_CFG_KEYS = ('mode', 'crop_size', 'stride', 'slide_batch_size', 'autocast_dtype')
+Part = Union[dict, nn.Module]
 
 
 def add_prefix(losses: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
@@ -26,8 +28,9 @@ class EncoderDecoder(BaseSegmentor):
     """Encoder-decoder segmentor; the auxiliary heads only add training losses.
 
     Args:
-        backbone / neck / decode_head: configs of the parts.
-        auxiliary_head: a head config or a list of them (losses prefixed ``aux.`` or ``aux_0.``, ``aux_1.``...).
+        backbone / neck / decode_head: the parts, as configs or as built modules.
+        auxiliary_head: a head (config or module) or a list of them (losses prefixed ``aux.`` or ``aux_0.``,
+            ``aux_1.``...).
         train_cfg: passed to the heads' ``loss``.
         test_cfg: ``mode='whole'`` (default) or ``mode='slide'`` with ``crop_size=(h, w)`` and ``stride=(h, w)``;
             ``slide_batch_size`` (segkit) is how many windows run in one forward pass (default 1);
@@ -38,8 +41,8 @@ class EncoderDecoder(BaseSegmentor):
         pretrained: a backbone checkpoint path (deprecated MMSeg argument, handed to the backbone).
     """
 
-    def __init__(self, backbone: dict, decode_head: Union[dict, List[dict]], neck: Optional[dict] = None,
-                 auxiliary_head: Union[dict, List[dict], None] = None, train_cfg: Optional[dict] = None,
+    def __init__(self, backbone: Part, decode_head: Union[Part, List[Part]], neck: Optional[Part] = None,
+                 auxiliary_head: Union[Part, List[Part], None] = None, train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -47,9 +50,9 @@ class EncoderDecoder(BaseSegmentor):
             if backbone.get('pretrained') is not None:
                 raise ValueError('both the segmentor and its backbone set pretrained weights')
             backbone = {**backbone, 'pretrained': pretrained}
-        self.backbone = MODELS.build(backbone)
+        self.backbone = build_module(backbone)
         if neck is not None:
-            self.neck = MODELS.build(neck)
+            self.neck = build_module(neck)
         self._init_decode_head(decode_head)
         self._init_auxiliary_head(auxiliary_head)
         self.train_cfg = train_cfg
@@ -59,8 +62,8 @@ class EncoderDecoder(BaseSegmentor):
             raise ValueError(f"model.test_cfg mode='slide' needs crop_size=(h, w) and stride=(h, w), "
                              f"got {dict(self.test_cfg)}")
 
-    def _init_decode_head(self, decode_head: dict) -> None:
-        self.decode_head = MODELS.build(decode_head)
+    def _init_decode_head(self, decode_head: Part) -> None:
+        self.decode_head = build_module(decode_head)
         self._copy_head_attributes(self.decode_head)
 
     def _copy_head_attributes(self, head: nn.Module) -> None:
@@ -70,11 +73,11 @@ class EncoderDecoder(BaseSegmentor):
         self.out_channels = head.out_channels
         self.threshold = head.threshold
 
-    def _init_auxiliary_head(self, auxiliary_head: Union[dict, List[dict], None]) -> None:
+    def _init_auxiliary_head(self, auxiliary_head: Union[Part, List[Part], None]) -> None:
         if isinstance(auxiliary_head, (list, tuple)):
-            self.auxiliary_head = nn.ModuleList(MODELS.build(cfg) for cfg in auxiliary_head)
+            self.auxiliary_head = nn.ModuleList(build_module(head) for head in auxiliary_head)
         elif auxiliary_head is not None:
-            self.auxiliary_head = MODELS.build(auxiliary_head)
+            self.auxiliary_head = build_module(auxiliary_head)
 
     def extract_feat(self, inputs: torch.Tensor) -> List[torch.Tensor]:
         """Backbone (and neck) features."""
