@@ -210,6 +210,22 @@ def test_load_from_loads_weights_but_starts_a_new_run(trained, tmp_path):
     assert all(torch.equal(seen['state'][k], v) for k, v in saved.items())
 
 
+@pytest.mark.parametrize('load_from', [None, 'iter_3.pth'])
+def test_val_and_test_after_train_evaluate_the_trained_weights(trained, tmp_path, load_from):
+    """As in MMEngine, a runner initialises or loads the weights once: test() and val() after train() must
+    neither re-initialise the trained model nor load load_from over it."""
+    cfg = tiny_cfg(tmp_path, load_from=load_from and str(trained['work_dir'] / load_from))
+    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
+    runner = Runner.from_cfg(cfg)
+    trained_state = {k: v.clone() for k, v in runner.train().state_dict().items()}
+    metrics = runner.test()
+    runner.val()
+    close_runner_handlers()
+    assert all(torch.equal(v, trained_state[k]) for k, v in runner.model.state_dict().items())
+    final_val = [r for r in read_scalars(Path(cfg.work_dir)) if 'mIoU' in r][0]
+    assert metrics['mIoU'] == final_val['mIoU']
+
+
 def test_resuming_from_a_weights_only_load_from_says_how_to_resume(trained, tmp_path):
     (best,) = trained['work_dir'].glob('best_mIoU_*.pth')
     runner = Runner.from_cfg(tiny_cfg(tmp_path, load_from=str(best), resume=True))

@@ -207,6 +207,7 @@ class Runner:
         self.test_loop: Any = None
         self._load_from = load_from
         self._resume = resume
+        self._weights_loaded = False  # set by the first phase: later ones keep the weights it left
         self.resuming = False  # True while ``resume`` loads a checkpoint (hooks read it)
         self._resumed_rng_state: Optional[Dict[str, Any]] = None
         self.dataset_meta: Optional[dict] = None
@@ -466,20 +467,27 @@ class Runner:
     def _load_or_resume(self, allow_resume: bool) -> None:
         """Resume; or, as MMEngine does, initialise the weights for training (``init_cfg``, e.g. a pretrained
         backbone) and then load ``load_from`` over them, so that what it lacks (a new ``conv_seg``) keeps its
-        configured initialisation. Evaluation loads ``load_from``, or initialises when there is none."""
+        configured initialisation. Evaluation loads ``load_from``, or evaluates the model as it is.
+
+        As in MMEngine this happens once per runner: ``val()`` or ``test()`` after ``train()`` evaluate the
+        trained weights."""
+        if self._weights_loaded:
+            return
         if allow_resume and self._resume:
             # Rank 0 decides, so every rank resumes from the same file.
             path = broadcast_object(self._load_from or find_latest_checkpoint(self.work_dir))
             if path is not None:
                 self.resume(path)
+                self._weights_loaded = True
                 return
             self.logger.warning(f'resume=True but {self.work_dir} has no last_checkpoint: training from scratch')
-        if (allow_resume or not self._load_from) and hasattr(unwrap_model(self.model), 'init_weights'):
+        if allow_resume and hasattr(unwrap_model(self.model), 'init_weights'):
             unwrap_model(self.model).init_weights()
         if self._load_from:
             self.load_checkpoint(self._load_from)
         elif not allow_resume:
-            self.logger.warning('no load_from checkpoint: evaluating freshly initialised weights')
+            self.logger.warning('no load_from checkpoint: evaluating the model with the weights it has')
+        self._weights_loaded = True
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def save_checkpoint(self, out_dir: str, filename: str, save_optimizer: bool = True,
