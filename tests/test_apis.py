@@ -8,6 +8,8 @@ from conftest import load_reference, shared_path
 from segkit.apis import inference_model, init_model, show_result
 from segkit.checkpoint import CheckpointError, save_checkpoint
 from segkit.config import Config
+from segkit.models import EncoderDecoder
+from segkit.registry import MODELS
 from segkit.visualization import default_palette, draw_overlay
 
 pytestmark = pytest.mark.filterwarnings('ignore:CrossEntropyLoss. avg_non_ignore')
@@ -105,3 +107,31 @@ def test_init_model_names_a_misspelt_type_by_its_config_key():
     with pytest.raises(KeyError) as e:
         init_model(cfg)
     assert str(e.value).startswith("config key model.decode_head.type: 'FCNHaed' is not registered")
+
+
+TINY_MODEL = dict(
+    type='EncoderDecoder',
+    backbone=dict(type='MixVisionTransformer', embed_dims=8, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]),
+    decode_head=dict(type='SegformerHead', in_channels=[8, 16, 40, 64], in_index=[0, 1, 2, 3], channels=8,
+                     num_classes=3))
+
+
+def test_init_model_gives_a_top_level_data_preprocessor_to_a_model_without_one():
+    """The documented rule (Runner.from_cfg follows it): else inference would silently skip normalisation."""
+    top = dict(type='SegDataPreProcessor', mean=[1., 2., 3.], std=[4., 5., 6.], bgr_to_rgb=True)
+    model = init_model(Config(dict(model=TINY_MODEL, data_preprocessor=top)))
+    assert model.data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]
+
+
+@MODELS.register_module(force=True)
+class FixedPartsSegmentor(EncoderDecoder):
+    """A user's segmentor whose constructor takes neither ``pretrained`` nor ``train_cfg``."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(backbone=TINY_MODEL['backbone'], decode_head=dict(TINY_MODEL['decode_head'],
+                                                                           num_classes=num_classes))
+
+
+def test_init_model_builds_a_segmentor_without_pretrained_and_train_cfg_arguments():
+    model = init_model(Config(dict(model=dict(type='FixedPartsSegmentor', num_classes=4))))
+    assert isinstance(model, FixedPartsSegmentor) and model.num_classes == 4

@@ -25,7 +25,8 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
                cfg_options: Optional[dict] = None) -> nn.Module:
     """Build ``config.model`` for inference and load ``checkpoint`` into it.
 
-    The backbone's pretrained initialisation (``init_cfg``/``pretrained``) and ``train_cfg`` are dropped.
+    The backbone's pretrained initialisation (``init_cfg``/``pretrained``) and ``train_cfg`` are dropped. A
+    top-level ``data_preprocessor`` serves a model config that has none, as in training.
     Checkpoint tensors the model lacks (e.g. an auxiliary head left out of the config) are skipped with a
     warning; a missing or wrong-shape tensor raises, naming the keys.
     The model gets ``cfg`` (the config) and ``dataset_meta`` (``classes``/``palette`` from the checkpoint's
@@ -42,10 +43,13 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
     if 'model' not in config:
         raise KeyError(f'config {config.filename or ""} has no "model"')
     model_cfg = config.model
+    if config.get('data_preprocessor') is not None:  # as Runner.from_cfg: it serves a model config without one
+        model_cfg.setdefault('data_preprocessor', config.data_preprocessor)
     if 'init_cfg' in model_cfg.get('backbone', {}):
         model_cfg.backbone.init_cfg = None
-    model_cfg.pretrained = None
-    model_cfg.train_cfg = None
+    for key in ('pretrained', 'train_cfg'):  # only where set: a custom segmentor may not take them
+        if key in model_cfg:
+            model_cfg[key] = None
     try:
         model = MODELS.build(model_cfg)
     except UnknownTypeError as e:
