@@ -109,6 +109,24 @@ def test_missing_base_names_including_file_and_tried_path(tmp_path):
     assert str(child) in msg and str(tmp_path / '_base_/missing.py') in msg
 
 
+def test_package_scoped_bases_name_segkits_configs_from_anywhere(tmp_path, monkeypatch):
+    """MMEngine's ``mmseg::`` bases let a user's package inherit the shipped configs without absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    child = write(tmp_path / 'my_pkg/configs/child.py', """
+        _base_ = ['mmseg::_base_/models/segformer_mit-b0.py', 'segkit::_base_/datasets/shapes_demo.py']
+        model = dict(decode_head=dict(num_classes=5))
+        """)
+    cfg = Config.fromfile(str(child))
+    base = Config.fromfile(str(REPO / 'configs/_base_/models/segformer_mit-b0.py'))
+    assert cfg.model.backbone == base.model.backbone and cfg.model.decode_head.num_classes == 5
+    assert cfg.train_dataloader.dataset.type == 'ShapesDemoDataset'
+    by_scope = Config.fromfile('mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py')
+    assert by_scope.filename == str(REPO / 'configs/segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py')
+    other = write(tmp_path / 'other.py', "_base_ = 'mmdet::_base_/models/x.py'\n")
+    with pytest.raises(ConfigError, match=r"_base_ 'mmdet::_base_/models/x.py' names the package 'mmdet'"):
+        Config.fromfile(str(other))
+
+
 def test_syntax_error_names_file_and_line(tmp_path):
     bad = write(tmp_path / 'bad.py', "a = 1\nb = dict(x=1,\nc = 3\n")
     with pytest.raises(ConfigError) as e:

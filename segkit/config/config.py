@@ -1,7 +1,8 @@
 """Python config files with MMEngine's inheritance rules.
 
 A config file is Python whose top-level variables become the config. ``_base_`` names files (relative to the
-including file) that are loaded first and merged in order; the file's own values are then merged on top:
+including file, or MMEngine's ``mmseg::segformer/...py`` for a file in segkit's configs folder) that are loaded
+first and merged in order; the file's own values are then merged on top:
 dicts merge key by key, everything else (lists included) is replaced whole, and a dict holding
 ``_delete_=True`` replaces the inherited dict instead of merging into it.
 
@@ -28,6 +29,10 @@ from addict import Dict as AddictDict
 
 BASE_KEY = '_base_'
 DELETE_KEY = '_delete_'
+# MMEngine's package-scoped bases (``'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'``) name files
+# in segkit's configs folder, which keeps MMSeg's file names: a user's package can inherit them from anywhere.
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
+PACKAGE_SCOPES = ('mmseg', 'segkit')
 _BASE_REF = re.compile(r'\{\{\s*_base_\.([\w.]+)\s*\}\}')
 _PREDEFINED = re.compile(r'\{\{\s*(fileDirname|fileBasename|fileBasenameNoExtension|fileExtname)\s*\}\}')
 
@@ -140,8 +145,9 @@ class Config:
     # -- loading -----------------------------------------------------------------------------------------------
     @staticmethod
     def fromfile(filename: str, import_custom_modules: bool = True) -> 'Config':
-        """Load ``filename`` with its ``_base_`` chain; import ``custom_imports`` modules unless told not to."""
-        filename = os.path.abspath(os.path.expanduser(str(filename)))
+        """Load ``filename`` (a path, or ``mmseg::`` + a path in segkit's configs folder) with its ``_base_``
+        chain; import ``custom_imports`` modules unless told not to."""
+        filename = resolve_config_path(str(filename), os.getcwd())
         cfg_dict = _load_file(filename, chain=())
         cfg = Config(cfg_dict, filename=filename)
         if import_custom_modules and cfg_dict.get('custom_imports'):
@@ -351,7 +357,10 @@ def _load_file(filename: str, chain: Tuple[str, ...]) -> dict:
     base_files = _read_base_list(text, filename, ext)
     base_dicts = []
     for base in base_files:
-        base_path = os.path.normpath(os.path.join(os.path.dirname(filename), base))
+        try:
+            base_path = resolve_config_path(base, os.path.dirname(filename))
+        except ConfigError as e:
+            raise ConfigError(f'{filename}: _base_ {e}') from None
         if not os.path.isfile(base_path):
             raise ConfigError(f'{filename}: _base_ file {base!r} not found (looked for {base_path})')
         base_dicts.append((base_path, _load_file(base_path, chain + (filename,))))
@@ -370,6 +379,17 @@ def _load_file(filename: str, chain: Tuple[str, ...]) -> dict:
     own = _parse_text(text, filename, ext, merged_base)
     own = _resolve_base_refs(own, placeholders, merged_base, filename)
     return merge_dicts(own, merged_base)
+
+
+def resolve_config_path(path: str, directory: str) -> str:
+    """A config path relative to ``directory``, or ``mmseg::``/``segkit::`` + a path in segkit's configs folder."""
+    scope, sep, rest = path.partition('::')
+    if not sep:
+        return os.path.normpath(os.path.join(directory, os.path.expanduser(path)))
+    if scope not in PACKAGE_SCOPES:
+        raise ConfigError(f'{path!r} names the package {scope!r}; segkit resolves '
+                          f'{" and ".join(s + "::" for s in PACKAGE_SCOPES)} (to its configs folder {CONFIGS_DIR})')
+    return os.path.normpath(os.path.join(CONFIGS_DIR, rest))
 
 
 def _substitute_predefined(text: str, filename: str) -> str:
