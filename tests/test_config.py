@@ -282,6 +282,16 @@ def test_custom_imports_failure_is_clear_or_tolerated(tmp_path):
         Config.fromfile(str(ok))
 
 
+def test_custom_imports_of_a_package_in_the_working_directory_says_to_put_it_on_the_path(tmp_path, monkeypatch):
+    """``python /path/to/tools/train.py`` from a user's project folder: the folder is not on sys.path."""
+    write(tmp_path / 'my_cwd_pkg/__init__.py', '')
+    cfg = write(tmp_path / 'configs/cfg.py', "custom_imports = dict(imports=['my_cwd_pkg.models'])\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'path', [p for p in sys.path if p and Path(p).resolve() != tmp_path.resolve()])
+    with pytest.raises(ConfigError, match=r"'my_cwd_pkg' is in the working directory .*run with PYTHONPATH=\."):
+        Config.fromfile(str(cfg))
+
+
 def test_print_config_tool(tree):
     result = subprocess.run([sys.executable, str(REPO / 'tools/print_config.py'), str(tree[1]),
                              '--cfg-options', 'model.decode_head.num_classes=3'],

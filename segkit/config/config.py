@@ -508,7 +508,19 @@ def import_custom_modules_from_cfg(custom_imports: dict, filename: Optional[str]
         except ImportError as e:
             if not allow_failed:
                 where = f'{filename}: ' if filename else ''
-                raise ConfigError(f'{where}custom_imports could not import {name!r}: {e}. Is the package '
-                                  f'installed or on PYTHONPATH (sys.path[0] = {sys.path[0]!r})?') from e
+                raise ConfigError(f'{where}custom_imports could not import {name!r}: {e}. '
+                                  f'{_import_hint(name, e)}') from e
             warnings.warn(f'custom_imports: {name!r} failed to import and is skipped: {e}')
     return modules
+
+
+def _import_hint(module: str, error: ImportError) -> str:
+    """What to do about a user's package that does not import; most often it sits in the working directory,
+    which a script such as ``tools/train.py`` does not put on ``sys.path``."""
+    top, cwd = module.partition('.')[0], os.getcwd()
+    missing_itself = (error.name or '').partition('.')[0] == top
+    cwd_on_path = any(os.path.abspath(entry or '.') == cwd for entry in sys.path)
+    if missing_itself and not cwd_on_path and (os.path.isdir(top) or os.path.isfile(f'{top}.py')):
+        return (f'{top!r} is in the working directory {cwd}, which is not on sys.path when a script such as '
+                f'tools/train.py runs: run with PYTHONPATH=. (as for MMSeg) or install the package')
+    return f'Is the package installed or on PYTHONPATH (sys.path[0] = {sys.path[0]!r})?'
