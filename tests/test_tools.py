@@ -182,3 +182,15 @@ def test_a_missing_checkpoint_is_one_line_without_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f'error: testing failed: FileNotFoundError: checkpoint file not found: {tmp_path}')
     assert 'Traceback' not in err
+
+
+def test_out_goes_to_the_iou_metric_only(tmp_path):
+    from segkit.config import ConfigError
+    config = write_tiny_config(tmp_path)
+    text = config.read_text()
+    config.write_text(text + "\ntest_evaluator = [dict(type='IoUMetric'), dict(type='MyMetric')]\n")
+    cfg = test_tool.build_config(test_tool.parse_args([str(config), 'ckpt.pth', '--out', 'preds']))
+    assert cfg.test_evaluator[0]['output_dir'] == 'preds' and 'output_dir' not in cfg.test_evaluator[1]
+    config.write_text(text + "\ntest_evaluator = dict(type='MyMetric')\n")
+    with pytest.raises(ConfigError, match='--out needs an IoUMetric'):
+        test_tool.build_config(test_tool.parse_args([str(config), 'ckpt.pth', '--out', 'preds']))

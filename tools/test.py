@@ -69,10 +69,12 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if args.out is not None:
-        if cfg.get('test_evaluator') is None:
-            raise ConfigError('--out needs a test_evaluator (IoUMetric) in the config')
-        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
-        for evaluator in evaluators:
+        evaluators = cfg.get('test_evaluator') or []
+        evaluators = evaluators if isinstance(evaluators, list) else [evaluators]
+        iou_metrics = [e for e in evaluators if str(e.get('type', '')).split('.')[-1] == 'IoUMetric']
+        if not iou_metrics:
+            raise ConfigError('--out needs an IoUMetric in test_evaluator (it writes the label PNGs)')
+        for evaluator in iou_metrics:  # other metrics may not take output_dir
             evaluator['output_dir'] = args.out
     return cfg
 
