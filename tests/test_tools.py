@@ -194,3 +194,11 @@ def test_out_goes_to_the_iou_metric_only(tmp_path):
     config.write_text(text + "\ntest_evaluator = dict(type='MyMetric')\n")
     with pytest.raises(ConfigError, match='--out needs an IoUMetric'):
         test_tool.build_config(test_tool.parse_args([str(config), 'ckpt.pth', '--out', 'preds']))
+
+
+def test_testing_with_a_checkpoint_of_another_head_stops_instead_of_scoring_random_weights(trained, tmp_path, capsys):
+    code = test_tool.main([str(trained['config']), str(trained['checkpoint']), '--work-dir', str(tmp_path / 'w'),
+                           '--cfg-options', 'model.decode_head.num_classes=4'])
+    err = capsys.readouterr().err
+    assert code == 1 and 'does not provide every weight of EncoderDecoder' in err
+    assert 'decode_head.conv_seg.weight: checkpoint (3, 8, 1, 1) vs model (4, 8, 1, 1)' in err.splitlines()[0]

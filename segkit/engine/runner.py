@@ -26,7 +26,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 import segkit
-from segkit.checkpoint import extract_state_dict, load_file, load_state_dict, save_checkpoint
+from segkit.checkpoint import CheckpointError, extract_state_dict, load_file, load_state_dict, save_checkpoint
 from segkit.config import Config, ConfigError, check_keys
 from segkit.datasets import build_dataloader
 from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_distributed, is_main_process
@@ -484,7 +484,7 @@ class Runner:
         if allow_resume and hasattr(unwrap_model(self.model), 'init_weights'):
             unwrap_model(self.model).init_weights()
         if self._load_from:
-            self.load_checkpoint(self._load_from)
+            self.load_checkpoint(self._load_from, require_all_weights=not allow_resume)
         elif not allow_resume:
             self.logger.warning('no load_from checkpoint: evaluating the model with the weights it has')
         self._weights_loaded = True
@@ -537,12 +537,13 @@ class Runner:
         loader = self.train_dataloader
         return loader.batch_size if loader.batch_size is not None else loader.batch_sampler.batch_size
 
-    def load_checkpoint(self, filename: str, strict: bool = False) -> dict:
+    def load_checkpoint(self, filename: str, strict: bool = False, require_all_weights: bool = False) -> dict:
         """Load the weights of ``filename`` (weights-only unpickling) into the model; returns the checkpoint.
 
         Hooks see the checkpoint (``after_load_checkpoint``) before its weights are applied. With
         ``strict=False`` keys missing from, unexpected in or shaped differently in the checkpoint are
-        reported as a warning and the rest is loaded.
+        reported as a warning and the rest is loaded. ``require_all_weights`` (evaluation) still allows
+        unexpected keys but refuses a checkpoint that leaves model weights missing or of another shape.
         """
         raw = load_file(filename, map_location='cpu')
         state_dict = extract_state_dict(raw)
@@ -551,6 +552,14 @@ class Runner:
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         report = load_state_dict(unwrap_model(self.model), checkpoint['state_dict'], strict=strict, source=filename)
         problems = {k: v for k, v in report.items() if v}
+        lacking = ([k for k in report['missing_keys'] if not k.endswith('num_batches_tracked')]
+                   + report['shape_mismatch'])
+        if require_all_weights and lacking:
+            raise CheckpointError(
+                f'{filename} does not provide every weight of {type(unwrap_model(self.model)).__name__}, so the '
+                f'evaluation would score layers that keep their initialisation; check that the config matches '
+                f'the checkpoint (e.g. model.decode_head.num_classes): ' + ', '.join(lacking[:20])
+                + (f' ... and {len(lacking) - 20} more' if len(lacking) > 20 else ''))
         if problems:
             self.logger.warning(f'{filename} does not fully match the model (those weights keep their '
                                 f'initialisation): {problems}')
