@@ -450,3 +450,24 @@ def test_open_file_soft_limit_is_raised_to_resource_limit(tmp_path):
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (2048, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_hooks_written_for_mmengine_find_its_runner_attributes(tmp_path):
+    seen = {}
+
+    @HOOKS.register_module(force=True)
+    class MMEngineStyleHook(Hook):
+        def before_train(self, runner):
+            seen.update(distributed=runner.distributed, max_epochs=runner.max_epochs, name=runner.experiment_name)
+
+        def after_val_epoch(self, runner, metrics=None):
+            seen['val_metrics'] = [type(m).__name__ for m in runner.val_evaluator.metrics]
+
+    cfg = tiny_cfg(tmp_path, custom_hooks=[dict(type='MMEngineStyleHook')])
+    cfg.train_cfg.update(max_iters=1, val_interval=1)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    close_runner_handlers()
+    assert seen == dict(distributed=False, max_epochs=1, name=f'tiny_segformer_{runner.timestamp}',
+                        val_metrics=['IoUMetric'])
+    assert runner.test_evaluator is None  # no test phase has run

@@ -36,7 +36,7 @@ from .allocator import retain_freed_memory
 from .compile import compile_networks, compile_options
 from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
-from .loops import dataset_meta_of
+from .loops import Evaluator, dataset_meta_of
 from .model_wrapper import unwrap_model, wrap_model_for_distributed
 from .open_files import raise_open_file_limit
 from .optim import build_optim_wrapper, build_param_schedulers, scale_lr
@@ -177,6 +177,9 @@ class Runner:
         # One timestamp for all ranks, so they agree on the log folder.
         self.timestamp = broadcast_object(time.strftime('%Y%m%d_%H%M%S', time.localtime()))
         self.log_dir = os.path.join(self.work_dir, self.timestamp)
+        config_file = cfg.filename if isinstance(cfg, Config) else None
+        self.experiment_name = self.cfg.get('experiment_name') or (  # MMEngine's naming
+            f'{os.path.splitext(os.path.basename(config_file))[0]}_{self.timestamp}' if config_file else self.timestamp)
         if is_main_process():
             os.makedirs(self.log_dir, exist_ok=True)
         self.logger = setup_logger(os.path.join(self.log_dir, f'{self.timestamp}.log'), log_level, self.rank)
@@ -346,6 +349,23 @@ class Runner:
     @property
     def max_iters(self) -> int:
         return self.train_loop.max_iters if self.train_loop is not None else 0
+
+    @property
+    def max_epochs(self) -> int:
+        """1 while training, as MMEngine's iteration-based loop reports."""
+        return 1 if self.train_loop is not None else 0
+
+    @property
+    def distributed(self) -> bool:
+        return is_distributed()
+
+    @property
+    def val_evaluator(self) -> Optional[Evaluator]:
+        return self.val_loop.evaluator if self.val_loop is not None else None
+
+    @property
+    def test_evaluator(self) -> Optional[Evaluator]:
+        return self.test_loop.evaluator if self.test_loop is not None else None
 
     @property
     def train_dataloader(self) -> Optional[DataLoader]:
