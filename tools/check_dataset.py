@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from segkit import Config, DictAction  # noqa: E402
-from segkit.engine.cli import describe_error, load_config  # noqa: E402
+from segkit import DictAction  # noqa: E402
+from segkit.engine.cli import config_with_options, describe_error, load_config  # noqa: E402
 from segkit.datasets.transforms import LoadAnnotations, LoadImageFromFile  # noqa: E402
 from segkit.registry import DATASETS  # noqa: E402
 
@@ -104,15 +104,9 @@ def print_report(classes: List[str], ignore_index: int, pixels: np.ndarray, imag
     print(f'{total_images} images; class percentages are of the labelled (non-ignored) pixels')
 
 
-def build_config(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    return cfg
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(lambda: build_config(args))
+    cfg = load_config(lambda: config_with_options(args.config, args.cfg_options))
     if cfg is None:
         return 1
     key = f'{args.split}_dataloader'

@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
-from segkit import Config, DictAction  # noqa: E402
-from segkit.engine.cli import load_config  # noqa: E402
+from segkit import DictAction  # noqa: E402
+from segkit.engine.cli import config_with_options, load_config  # noqa: E402
 
 
 def cpu_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
@@ -45,12 +45,6 @@ def count(model: torch.nn.Module, shape: tuple) -> dict:
                 macs=counter.get_total_flops() // 2)
 
 
-def load_cfg(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    return cfg
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description='Parameters and FLOPs of a model')
     parser.add_argument('config')
@@ -61,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if len(args.shape) > 2:
         parser.error(f'--shape takes H W, or one value for a square; got {len(args.shape)} values')
     args.shape = args.shape * 2 if len(args.shape) == 1 else args.shape
-    cfg = load_config(lambda: load_cfg(args))
+    cfg = load_config(lambda: config_with_options(args.config, args.cfg_options))
     if cfg is None:
         return 1
     from segkit.apis import init_model

@@ -8,8 +8,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segkit import Config, DictAction  # noqa: E402
-from segkit.config import ConfigError  # noqa: E402
+from segkit import DictAction  # noqa: E402
+from segkit.engine.cli import config_with_options, load_config  # noqa: E402
 
 
 def main() -> int:
@@ -19,11 +19,8 @@ def main() -> int:
                         help='override settings: key=value, e.g. model.decode_head.num_classes=11')
     parser.add_argument('--save-path', help='also write the merged config to this .py file')
     args = parser.parse_args()
-    try:
-        cfg = Config.fromfile(args.config)
-        cfg.merge_from_dict(args.cfg_options)
-    except ConfigError as e:
-        print(f'error: {e}', file=sys.stderr)
+    cfg = load_config(lambda: config_with_options(args.config, args.cfg_options))
+    if cfg is None:
         return 1
     print(cfg.pretty_text, end='')
     if args.save_path:

@@ -39,6 +39,13 @@ def resume_mismatch_message(e: CheckpointMismatchError) -> str:
             f'their\n    initialisation (a warning lists them).')
 
 
+def config_with_options(path: str, cfg_options: dict) -> Config:
+    """The config file at ``path`` with the ``--cfg-options`` overrides merged in."""
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def load_config(build_config: Callable[[], Config]) -> Optional[Config]:
     """``build_config()``, or None after printing a config error (a missing file or ``_base_``, a bad
     ``--cfg-options`` key ...) as one ``error:`` line on stderr."""
@@ -54,8 +61,9 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
 
     A config error prints one line; a checkpoint that ``resume`` cannot load because it does not match the model
     prints the mismatched keys and what to do instead; a missing file or an unreadable or mismatching checkpoint
-    prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C prints (and logs) where training stopped and the checkpoint to resume from, and returns 130.
-    The process group, if any, is torn down either way.
+    prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C prints (and logs)
+    where training stopped and the checkpoint to resume from, and returns 130. The process group, if any, is torn
+    down either way.
     """
     cfg = load_config(build_config)
     if cfg is None:
