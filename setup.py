@@ -13,11 +13,14 @@ setup(
                 'and checkpoints',
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['segkit', 'segkit.*']),
+    # The configs folder also ships inside the package, so `_base_ = 'mmseg::...'` works from a wheel install.
+    packages=find_packages(include=['segkit', 'segkit.*']) + ['segkit.configs'],
+    package_dir={'segkit.configs': 'configs'},
+    package_data={'segkit.configs': ['**/*.py']},
     python_requires='>=3.9',
     install_requires=requirements(),
     extras_require={
-        'test': ['pytest', 'safetensors'],
+        'test': ['pytest', 'safetensors', 'setuptools>=70.1'],  # setuptools: the test that builds a wheel
         'torchvision': ['torchvision'],
     },
 )

@@ -1,4 +1,6 @@
 """Config files: inheritance, _delete_, duplicate keys, base references, overrides, dump and errors."""
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -125,6 +127,29 @@ def test_package_scoped_bases_name_segkits_configs_from_anywhere(tmp_path, monke
     other = write(tmp_path / 'other.py', "_base_ = 'mmdet::_base_/models/x.py'\n")
     with pytest.raises(ConfigError, match=r"_base_ 'mmdet::_base_/models/x.py' names the package 'mmdet'"):
         Config.fromfile(str(other))
+
+
+def test_wheel_ships_the_configs_for_package_scoped_bases(tmp_path):
+    """A wheel install has no repository beside it: ``mmseg::`` bases resolve to the configs packaged inside it."""
+    pytest.importorskip('setuptools', minversion='70.1', reason='building a wheel needs setuptools >= 70.1')
+    src = tmp_path / 'src'  # build from a copy: pip builds in the source tree and would leave build/ in the repo
+    for name in ('setup.py', 'requirements.txt', 'README.md'):
+        write(src / name, (REPO / name).read_text())
+    for name in ('segkit', 'configs'):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns('__pycache__'))
+    pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check', '-q']
+    subprocess.run(pip + ['wheel', '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'dist'), str(src)],
+                   check=True, capture_output=True)
+    wheel = next((tmp_path / 'dist').glob('segkit-*.whl'))
+    subprocess.run(pip + ['install', '--no-deps', '--target', str(tmp_path / 'site'), str(wheel)],
+                   check=True, capture_output=True)
+    write(tmp_path / 'user/my.py', "_base_ = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'\n")
+    code = ('import segkit; from segkit import Config; cfg = Config.fromfile("my.py"); '
+            'print(segkit.__file__); print(cfg.model.backbone.type)')
+    run = subprocess.run([sys.executable, '-c', code], cwd=tmp_path / 'user', capture_output=True, text=True,
+                         env={**os.environ, 'PYTHONPATH': str(tmp_path / 'site')})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(tmp_path / 'site/segkit/__init__.py'), 'MixVisionTransformer']
 
 
 def test_syntax_error_names_file_and_line(tmp_path):

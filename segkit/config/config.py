@@ -31,7 +31,11 @@ BASE_KEY = '_base_'
 DELETE_KEY = '_delete_'
 # MMEngine's package-scoped bases (``'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'``) name files
 # in segkit's configs folder, which keeps MMSeg's file names: a user's package can inherit them from anywhere.
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
+# A wheel ships the folder as ``segkit/configs`` (see setup.py); a source checkout has it beside the package.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGED_CONFIGS = os.path.join(_PACKAGE_DIR, 'configs')
+CONFIGS_DIR = (_PACKAGED_CONFIGS if os.path.isdir(_PACKAGED_CONFIGS)
+               else os.path.join(os.path.dirname(_PACKAGE_DIR), 'configs'))
 PACKAGE_SCOPES = ('mmseg', 'segkit')
 _BASE_REF = re.compile(r'\{\{\s*_base_\.([\w.]+)\s*\}\}')
 _PREDEFINED = re.compile(r'\{\{\s*(fileDirname|fileBasename|fileBasenameNoExtension|fileExtname)\s*\}\}')
