@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 from segkit import Config, DictAction  # noqa: E402
 from segkit.engine import retain_freed_memory  # noqa: E402
+from segkit.engine.cli import config_with_options, load_config  # noqa: E402
 
 AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
 
@@ -201,8 +202,9 @@ def main() -> None:
     args.shape = args.shape * 2 if len(args.shape) == 1 else args.shape
     args.batch = args.batch or (2 if args.mode in ('train', 'data') else 1)
     device = torch.device(args.device)
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(lambda: config_with_options(args.config, args.cfg_options))
+    if cfg is None:
+        sys.exit(1)
     apply_amp(cfg, args)
     retained = bool(cfg.get('env_cfg', {}).get('retain_freed_memory', True)) and retain_freed_memory()
 
