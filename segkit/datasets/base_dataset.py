@@ -218,7 +218,8 @@ class BaseSegDataset(Dataset):
             with sample_random_state(idx):
                 data = self.pipeline(info)
         except Exception as e:
-            e.add_note(f'(while loading sample {idx} of {type(self).__name__}: {info["img_path"]})')
+            if hasattr(e, 'add_note'):  # Python >= 3.11; before that the traceback alone has to do
+                e.add_note(f'(while loading sample {idx} of {type(self).__name__}: {info["img_path"]})')
             raise
         if data is None:
             raise RuntimeError(f'the pipeline dropped sample {idx} ({info["img_path"]}): a transform returned None')
