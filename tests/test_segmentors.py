@@ -194,6 +194,8 @@ def test_segmentor_composed_of_built_modules_has_the_config_built_layout():
     assert list(model.state_dict()) == list(MODELS.build(cfg).state_dict())
     data = model.data_preprocessor(batch([(32, 32)]), training=True)
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(model(**data, mode='loss'))
+    with pytest.raises(ValueError, match='with a built backbone, load its weights'):
+        MODELS.build(dict(type='EncoderDecoder', pretrained='mit_b0.pth', **parts))
 
 
 def test_syncbn_model_trains_in_one_process():

@@ -47,6 +47,9 @@ class EncoderDecoder(BaseSegmentor):
                  pretrained: Optional[str] = None, init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if pretrained is not None:
+            if isinstance(backbone, nn.Module):
+                raise ValueError('pretrained= is handed to the backbone config; with a built backbone, load its '
+                                 'weights before passing it in (e.g. segkit.checkpoint.load_checkpoint)')
             if backbone.get('pretrained') is not None:
                 raise ValueError('both the segmentor and its backbone set pretrained weights')
             backbone = {**backbone, 'pretrained': pretrained}
