@@ -342,16 +342,16 @@ def test_iter_timer_records_times_and_eta(monkeypatch):
     assert hub.get_info('eta') == pytest.approx((2.0 + 4.0) / 2 * 8)
 
 
-def test_param_scheduler_hook_steps_iteration_and_epoch_schedulers():
+def test_param_scheduler_hook_steps_every_scheduler_after_each_iteration():
     steps = []
-    by_iter = SimpleNamespace(by_epoch=False, step=lambda: steps.append('iter'))
-    by_epoch = SimpleNamespace(by_epoch=True, step=lambda: steps.append('epoch'))
-    runner = SimpleNamespace(param_schedulers=[by_iter, by_epoch])
+    warmup = SimpleNamespace(by_epoch=False, step=lambda: steps.append('warmup'))
+    poly = SimpleNamespace(by_epoch=False, step=lambda: steps.append('poly'))
+    runner = SimpleNamespace(param_schedulers=[warmup, poly])
     hook = ParamSchedulerHook()
     hook.after_train_iter(runner, batch_idx=0)
     hook.after_train_iter(runner, batch_idx=1)
     hook.after_train_epoch(runner)
-    assert steps == ['iter', 'iter', 'epoch']
+    assert steps == ['warmup', 'poly', 'warmup', 'poly']
 
 
 def test_sampler_seed_hook_sets_the_epoch():

@@ -1,4 +1,4 @@
-"""``DistSamplerSeedHook``: tells the training sampler which pass over the data begins."""
+"""``DistSamplerSeedHook``: tells the training sampler which pass over the data the run starts in."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +10,10 @@ from .hook import Hook
 
 @HOOKS.register_module()
 class DistSamplerSeedHook(Hook):
-    """Calls ``sampler.set_epoch(runner.epoch)`` before each pass, so a shuffling sampler draws a new order
-    each epoch that is still the same on every rank (the order is seeded by seed + epoch)."""
+    """Calls ``sampler.set_epoch(runner.epoch)`` once, before training starts (``before_train_epoch`` fires once
+    per run in the iteration-based loop, as in MMEngine), so a resumed run shuffles as the interrupted pass did.
+    Later passes need no hook: the loop calls ``set_epoch`` itself when a finite sampler's pass ends. The order is
+    seeded by seed + epoch, so it differs per pass and is the same on every rank."""
 
     priority = 'NORMAL'
 
