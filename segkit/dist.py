@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import datetime
-import functools
 import os
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -31,16 +30,6 @@ def get_world_size() -> int:
 
 def is_main_process() -> bool:
     return get_rank() == 0
-
-
-def master_only(fn: Callable) -> Callable:
-    """Run ``fn`` on rank 0 only (returns None elsewhere)."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if is_main_process():
-            return fn(*args, **kwargs)
-        return None
-    return wrapper
 
 
 def init_dist(launcher: str, backend: Optional[str] = None, timeout_s: int = 1800) -> None:

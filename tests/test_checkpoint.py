@@ -2,7 +2,6 @@
 import collections
 import os
 import pickle
-import sys
 import textwrap
 
 import pytest

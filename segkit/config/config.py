@@ -23,7 +23,7 @@ import traceback
 import types
 import uuid
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from addict import Dict as AddictDict
 
@@ -320,7 +320,7 @@ def format_value(value: Any, indent: int) -> str:
             return 'dict()'
         if all(isinstance(k, str) and k.isidentifier() and not _is_keyword(k) for k in value):
             items = [f'{inner}{k}={format_value(v, indent + 4)}' for k, v in value.items()]
-            return 'dict(\n' + ',\n'.join(items) + f')'
+            return 'dict(\n' + ',\n'.join(items) + ')'
         items = [f'{inner}{k!r}: {format_value(v, indent + 4)}' for k, v in value.items()]
         return '{\n' + ',\n'.join(items) + f'\n{pad}}}'
     if isinstance(value, (list, tuple)):

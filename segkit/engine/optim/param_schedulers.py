@@ -246,7 +246,7 @@ def _to_iterations(cfg: dict, scheduler_cls: type, epoch_length: int) -> dict:
 
 
 def build_param_schedulers(optim_wrapper: Optimizable, cfgs: Union[List[dict], dict, None], max_iters: int,
-                           epoch_length: Optional[int] = None, max_epochs: int = 1) -> List[ParamScheduler]:
+                           epoch_length: Optional[int] = None) -> List[ParamScheduler]:
     """Schedulers from a config's ``param_scheduler`` (one dict or a list), applied to ``optim_wrapper``.
 
     Building applies iteration 0's value; the runner then calls ``step()`` on each after every training
@@ -272,13 +272,13 @@ def build_param_schedulers(optim_wrapper: Optimizable, cfgs: Union[List[dict], d
                     f'{where} is epoch-based (by_epoch defaults to True), but segkit trains by iterations: set '
                     f'by_epoch=False, or convert_to_iter_based=True with a known epoch length')
             if 'end' not in cfg:
-                # MMEngine's runner fills the missing end with max_epochs before converting to iterations
-                cfg['end'] = max_epochs
+                # MMEngine's runner fills the missing end with the train loop's max_epochs (1 for
+                # IterBasedTrainLoop) before converting to iterations
+                cfg['end'] = 1
                 logger.warning(
-                    '%s is epoch-based and has no end: as in MMEngine, it ends after max_epochs=%d epoch(s) of the '
+                    '%s is epoch-based and has no end: as in MMEngine, it ends after max_epochs=1 epoch of the '
                     'train loop (IterBasedTrainLoop counts one), i.e. at iteration %d, not at max_iters=%d. Set '
-                    'its end (in epochs), or by_epoch=False to run it to max_iters.',
-                    where, max_epochs, int(max_epochs * epoch_length), max_iters)
+                    'its end (in epochs), or by_epoch=False to run it to max_iters.', where, epoch_length, max_iters)
             cfg = _to_iterations(cfg, PARAM_SCHEDULERS.get(cfg['type']), epoch_length)
         cfg.setdefault('end', max_iters)
         try:
