@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segkit import Config, DictAction  # noqa: E402
 from segkit.config import ConfigError  # noqa: E402
-from segkit.engine.cli import run_phase  # noqa: E402
+from segkit.engine.cli import run_config, run_phase  # noqa: E402
 
 logger = logging.getLogger('segkit')
 
@@ -45,13 +45,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config with the command line applied (in MMSeg's order: file, --cfg-options, then flags)."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = os.path.join('./work_dirs', os.path.splitext(os.path.basename(args.config))[0])
+    cfg = run_config(args)
     if args.amp:
         if cfg.get('optim_wrapper') is None:
             raise ConfigError('--amp needs an optim_wrapper in the config')

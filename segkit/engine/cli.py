@@ -1,5 +1,6 @@
-"""What ``tools/train.py``, ``tools/test.py`` and ``tools/check_dataset.py`` share: build a config and run a phase
-from it, reporting failures clearly."""
+"""What the command-line tools share: build a config from the command line and run a phase from it, reporting
+failures clearly."""
+import argparse
 import os
 import sys
 import traceback
@@ -43,6 +44,19 @@ def config_with_options(path: str, cfg_options: dict) -> Config:
     """The config file at ``path`` with the ``--cfg-options`` overrides merged in."""
     cfg = Config.fromfile(path)
     cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def run_config(args: argparse.Namespace) -> Config:
+    """``args.config`` with ``--launcher``, ``--cfg-options`` and ``--work-dir`` applied in MMSeg's order (the
+    launcher, then the overrides, then the flag); ``work_dir`` defaults to ``./work_dirs/<config name>``."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = os.path.join('./work_dirs', os.path.splitext(os.path.basename(args.config))[0])
     return cfg
 
 
