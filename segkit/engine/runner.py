@@ -431,7 +431,7 @@ class Runner:
         if cfg is None:
             raise KeyError('train: the config has no optim_wrapper')
         self.optim_wrapper = build_optim_wrapper(model, cfg) if isinstance(cfg, dict) else cfg
-        total_batch_size = self.world_size * self.train_dataloader.batch_size
+        total_batch_size = self.world_size * self._train_batch_size()
         ratio = scale_lr(self.optim_wrapper, self.cfg.get('auto_scale_lr'), total_batch_size)
         if ratio is not None:
             self.logger.info(f'auto_scale_lr: learning rates scaled by {ratio:g} (total batch size '
@@ -533,6 +533,7 @@ class Runner:
         }
         sampler = getattr(self.train_dataloader, 'sampler', None)
         if hasattr(sampler, 'state_dict'):
+            # resume() recomputes 'consumed' from the iteration; it is saved for whoever inspects the file
             checkpoint['sampler'] = dict(sampler.state_dict(), consumed=iteration * self._train_batch_size())
         if save_optimizer and self.optim_wrapper is not None:
             optimizer_state = self.optim_wrapper.state_dict()
