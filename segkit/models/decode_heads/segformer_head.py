@@ -33,25 +33,19 @@ class SegformerHead(BaseDecodeHead):
         super().__init__(input_transform='multiple_select', **kwargs)
         self.interpolate_mode = interpolate_mode
         self.convs = nn.ModuleList(
-            ConvModule(c, self.channels, 1, norm_cfg=self.norm_cfg, act_cfg=self.act_cfg) for c in self.in_channels)
+            ConvModule(c, self.channels, 1, conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
+            for c in self.in_channels)
         self.fusion_conv = ConvModule(self.channels * len(self.in_channels), self.channels, 1,
-                                      norm_cfg=self.norm_cfg)
+                                      conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg)
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         inputs = self._transform_inputs(inputs)
         size = inputs[0].shape[2:]
-        fusion = self.fusion_conv
-        stage_weights = fusion.conv.weight.split(self.channels, dim=1)
-        stage_outs = (resize(F.conv2d(conv(x), weight), size, mode=self.interpolate_mode,
-                             align_corners=self.align_corners)
-                      for conv, x, weight in zip(self.convs, inputs, stage_weights))
-        fused = next(stage_outs)  # a fresh tensor that no backward needs: summed into in place
-        for out in stage_outs:
-            fused += out
-        if fusion.conv.bias is not None:
-            fused += fusion.conv.bias.view(1, -1, 1, 1)
-        if fusion.with_norm:
-            fused = fusion.norm(fused)
-        if fusion.with_activation:
-            fused = fusion.activate(fused)
-        return self.cls_seg(fused)
+        fusion = self.fusion_conv.conv
+        fused = None
+        for conv, x, weight in zip(self.convs, inputs, fusion.weight.split(self.channels, dim=1)):
+            out = resize(F.conv2d(conv(x), weight), size, mode=self.interpolate_mode, align_corners=self.align_corners)
+            fused = out if fused is None else fused.add_(out)  # a fresh tensor no backward needs: summed in place
+        if fusion.bias is not None:
+            fused.add_(fusion.bias.view(1, -1, 1, 1))
+        return self.cls_seg(self.fusion_conv.norm_act(fused))

@@ -78,7 +78,10 @@ class ConvModule(nn.Module):
             nn.init.zeros_(self.norm.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
+        return self.norm_act(self.conv(x))
+
+    def norm_act(self, x: torch.Tensor) -> torch.Tensor:
+        """What follows the convolution: the norm and the activation, where configured."""
         if self.with_norm:
             x = self.norm(x)
         if self.with_activation:
