@@ -219,6 +219,22 @@ def test_save_best_keeps_only_the_best_and_records_its_score(tmp_path):
         CheckpointHook(save_best='mDice').after_val_epoch(runner, metrics=dict(mIoU=1.0))
 
 
+def test_a_run_resumed_into_another_work_dir_keeps_the_first_runs_best_checkpoint(tmp_path):
+    first_dir, second_dir = tmp_path / 'first', tmp_path / 'second'
+    first_dir.mkdir(), second_dir.mkdir()
+    first, hook = FakeRunner(first_dir, max_iters=4), CheckpointHook(interval=2, save_best='mIoU')
+    hook.before_train(first)
+    first.run_iterations(hook, 0, 2)
+    hook.after_val_epoch(first, metrics=dict(mIoU=10.0))
+    second = FakeRunner(second_dir, max_iters=4, hub=MessageHub())
+    second.message_hub.load_state_dict(first.message_hub.state_dict())  # resumed from first_dir's checkpoint
+    hook = CheckpointHook(interval=2, save_best='mIoU')
+    hook.before_train(second)
+    second.run_iterations(hook, 2, 4)
+    hook.after_val_epoch(second, metrics=dict(mIoU=20.0))
+    assert (first_dir / 'best_mIoU_iter_2.pth').is_file() and (second_dir / 'best_mIoU_iter_4.pth').is_file()
+
+
 def test_save_best_with_a_less_rule(tmp_path):
     runner = FakeRunner(tmp_path, max_iters=4)
     hook = CheckpointHook(interval=-1, save_best='val_loss')

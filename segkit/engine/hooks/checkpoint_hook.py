@@ -155,7 +155,10 @@ class CheckpointHook(Hook):
         hub.update_info('best_ckpt', path)
         runner.save_checkpoint(self.out_dir, filename, save_optimizer=False, save_param_scheduler=False,
                                meta=dict(iter=runner.iter))
-        if previous and previous != path:  # replaced only once the new best is on disk
+        # replaced only once the new best is on disk, and only in this run's folder: a run resumed into another
+        # work dir inherits the best_ckpt path of the run it continues, whose files are not its own
+        if previous and previous != path and os.path.dirname(os.path.abspath(previous)) == os.path.abspath(
+                self.out_dir):
             self._remove(previous)
         runner.logger.info(f'The best checkpoint with {score:.4f} {key} at {runner.iter} iter is saved to '
                            f'{filename}.')
