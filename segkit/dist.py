@@ -69,6 +69,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank ``src``'s buffers (no-op in a single process).
+
+    segkit's DDP does not sync buffers, so plain BatchNorm keeps per-rank running statistics; before a
+    validation, all ranks take rank 0's, the ones its checkpoints save, so the score is that of the saved model.
+    """
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Send a picklable object from ``src`` to every rank."""
     if not is_distributed():

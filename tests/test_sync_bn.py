@@ -8,6 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
+from segkit.dist import broadcast_buffers
 from segkit.models.layers.norm import SyncBatchNorm, convert_sync_batchnorm, revert_sync_batchnorm
 
 SPLIT = (3, 2)  # uneven per-rank batches, so the counts must be summed correctly
@@ -99,3 +100,24 @@ def test_convert_and_revert_keep_parameters_and_keys():
     assert net[2][0](torch.randn(2, 4)).shape == (2, 4)  # the reverted layer accepts 1-D feature inputs
     with pytest.raises(ValueError, match='channel'):
         net[1](torch.randn(4))
+
+
+def broadcast_on_rank(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    try:
+        net = tiny_net(nn.BatchNorm2d)
+        net.train()(torch.randn(4, 3, 5, 6) * (rank + 1) + rank)  # per-rank running statistics
+        broadcast_buffers(net)
+        torch.save(dict(net.named_buffers()), f'{out_dir}/rank{rank}.pt')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_plain_batchnorm_statistics_are_rank_0s_before_validation(tmp_path):
+    """segkit's DDP does not sync buffers; the train loop gives every rank rank 0's (the ones checkpoints save)
+    before validating, so the score in the log is the saved model's."""
+    mp.spawn(broadcast_on_rank, args=(str(tmp_path / 'pg'), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f'rank{r}.pt', weights_only=True) for r in range(2))
+    assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert not torch.equal(rank0['1.running_mean'], torch.zeros(4))

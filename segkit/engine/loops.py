@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from segkit.dist import is_main_process
+from segkit.dist import broadcast_buffers, is_main_process
 from segkit.registry import LOOPS, METRICS
 
 from .rng import preserved_rng_state
@@ -87,6 +87,7 @@ class IterBasedTrainLoop:
             data_batch, batches = self._next_batch(batches)
             self.run_iter(data_batch)
             if runner.val_loop is not None and self._should_validate():
+                broadcast_buffers(runner.model)  # validate what rank 0 will save (per-rank BatchNorm statistics)
                 with preserved_rng_state():
                     runner.val_loop.run()
         runner.call_hook('after_train_epoch')
