@@ -88,7 +88,7 @@ def test_checkpoint_contents_load_weights_only(trained):
         assert torch.equal(checkpoint['state_dict'][key], value), key  # saved after the last iteration
     assert checkpoint['optimizer']['state'] and checkpoint['scaler'] is None
     assert len(checkpoint['param_schedulers']) == 1
-    assert checkpoint['sampler'] == {'seed': 0, 'consumed': 6 * 2}
+    assert checkpoint['sampler'] == {'seed': 0, 'samples_seen': 6 * 2}
     (rng_state,) = checkpoint['rng_state']
     assert set(rng_state) >= {'python', 'numpy', 'torch'}
 
@@ -179,6 +179,23 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, num_workers)
         assert torch.equal(model_resumed.state_dict()[key], value), key
     assert runner.optim_wrapper.optimizer.param_groups[0]['lr'] == pytest.approx(
         torch.load(tmp_path / 'full' / 'iter_6.pth', weights_only=True)['optimizer']['param_groups'][0]['lr'])
+
+
+@pytest.mark.parametrize('world_size', [1, 2, 4])
+def test_resume_shares_the_samples_seen_among_a_new_number_of_ranks(trained, tmp_path, world_size):
+    """A checkpoint records the position in the global sample stream; resuming with another number of
+    processes continues from there (each rank skips its share) instead of replaying or skipping samples."""
+    checkpoint = trained['work_dir'] / 'iter_3.pth'
+    samples_seen = torch.load(checkpoint, weights_only=True)['sampler']['samples_seen']
+    assert samples_seen == 3 * trained['cfg'].train_dataloader.batch_size
+    cfg = tiny_cfg(tmp_path, load_from=str(checkpoint), resume=True)
+    runner = Runner.from_cfg(cfg)
+    runner.world_size = world_size  # as the ranks of a job with world_size processes see it
+    runner.train_loop = runner._build_loop('train')
+    runner._build_optimisation()
+    runner.resume(str(checkpoint))
+    close_runner_handlers()
+    assert runner.train_dataloader.sampler.consumed == samples_seen // world_size
 
 
 def test_validation_does_not_change_what_training_draws(tmp_path):

@@ -533,8 +533,9 @@ class Runner:
         }
         sampler = getattr(self.train_dataloader, 'sampler', None)
         if hasattr(sampler, 'state_dict'):
-            # resume() recomputes 'consumed' from the iteration; it is saved for whoever inspects the file
-            checkpoint['sampler'] = dict(sampler.state_dict(), consumed=iteration * self._train_batch_size())
+            # the position in the global sample stream, which resume() shares out over its own ranks
+            checkpoint['sampler'] = dict(seed=sampler.state_dict()['seed'],
+                                         samples_seen=iteration * self._train_batch_size() * self.world_size)
         if save_optimizer and self.optim_wrapper is not None:
             optimizer_state = self.optim_wrapper.state_dict()
             checkpoint['scaler'] = optimizer_state.pop('loss_scaler', None)
@@ -623,11 +624,17 @@ class Runner:
                              f'{len(self.param_schedulers)}')
         for scheduler, state in zip(self.param_schedulers, saved_schedulers):
             scheduler.load_state_dict(state)
+        rng_states: Sequence[Dict[str, Any]] = checkpoint['rng_state']
         sampler = getattr(self.train_dataloader, 'sampler', None)
         if hasattr(sampler, 'load_state_dict'):
-            seed = (checkpoint.get('sampler') or {}).get('seed', getattr(sampler, 'seed', self.seed))
-            sampler.load_state_dict({'seed': seed, 'consumed': iteration * self._train_batch_size()})
-        rng_states: Sequence[Dict[str, Any]] = checkpoint['rng_state']
+            saved = checkpoint.get('sampler') or {}
+            samples_seen = saved.get('samples_seen', iteration * self._train_batch_size() * len(rng_states))
+            per_rank, left_over = divmod(samples_seen, self.world_size)
+            if left_over:
+                self.logger.warning(f'{filename} stopped after {samples_seen} samples, which {self.world_size} '
+                                    f'processes cannot share evenly: {left_over} sample(s) are seen again')
+            sampler.load_state_dict({'seed': saved.get('seed', getattr(sampler, 'seed', self.seed)),
+                                     'consumed': per_rank})
         if len(rng_states) != self.world_size:
             self.logger.warning(f'{filename} was saved by {len(rng_states)} processes, this run has '
                                 f'{self.world_size}: every rank restores rank 0\'s random state')
