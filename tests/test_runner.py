@@ -2,6 +2,8 @@
 import json
 import os
 import random
+import signal
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -288,6 +290,54 @@ def test_ctrl_c_during_training_says_where_it_stopped_and_what_to_resume(tmp_pat
     assert cli.run_phase(lambda: Config({}), 'train') == 130
     assert warnings_logged == [f'train interrupted at iteration 5; the last checkpoint is {tmp_path / "iter_4.pth"}: '
                                f'--resume continues from it']
+
+
+def test_sigterm_during_training_ends_it_like_ctrl_c(tmp_path, monkeypatch):
+    """Job schedulers, torchrun and ``kill`` send SIGTERM: it gets Ctrl-C's message (and the loader and
+    checkpoint clean-up that KeyboardInterrupt runs) and exit code 143; the previous handler comes back."""
+    from segkit.engine import cli
+    warnings_logged = []
+
+    class TerminatedRunner:
+        iter, work_dir = 2, str(tmp_path)
+        logger = SimpleNamespace(warning=warnings_logged.append)
+
+        def train(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
+    monkeypatch.setattr(cli.Runner, 'from_cfg', staticmethod(lambda cfg: TerminatedRunner()))
+    handler_before = signal.getsignal(signal.SIGTERM)
+    assert cli.run_phase(lambda: Config({}), 'train') == 143
+    assert warnings_logged == ['train terminated (SIGTERM) at iteration 2; no checkpoint was saved']
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+
+
+def test_other_ranks_print_only_warnings_tagged_with_their_rank(capsys):
+    from segkit.engine.logging import setup_logger
+    logger = setup_logger(None, rank=1)
+    logger.info('progress')
+    logger.warning('something odd')
+    close_runner_handlers()
+    out = capsys.readouterr().out
+    assert 'progress' not in out and ' - segkit - [rank 1] WARNING - something odd' in out
+
+
+@HOOKS.register_module(force=True)
+class FailingHook(Hook):
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        raise RuntimeError('deliberate failure after iteration 1')
+
+
+def test_a_training_failure_is_recorded_in_the_text_log(tmp_path, capsys):
+    from segkit.engine import cli
+    cfg = tiny_cfg(tmp_path, custom_hooks=[dict(type='FailingHook')])
+    assert cli.run_phase(lambda: cfg, 'train') == 1
+    close_runner_handlers()
+    assert 'error: training failed: RuntimeError: deliberate failure after iteration 1' in capsys.readouterr().err
+    (log_file,) = Path(cfg.work_dir).glob('*/*.log')
+    log = log_file.read_text()
+    assert 'ERROR - training failed: RuntimeError: deliberate failure after iteration 1' in log
+    assert 'Traceback' in log
 
 
 def test_load_from_goes_over_the_configured_initialisation(trained, tmp_path):

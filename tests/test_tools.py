@@ -167,7 +167,8 @@ def test_dist_train_runs_two_processes_and_validates_across_them(tmp_path):
                 if 'mIoU' in line][-1]
     checkpoint = torch.load(work_dir / 'iter_2.pth', weights_only=True)
     assert not any(k.startswith('module.') for k in checkpoint['state_dict'])
-    assert len(checkpoint['rng_state']) == 2 and checkpoint['sampler']['consumed'] == 2 * 2
+    assert len(checkpoint['rng_state']) == 2
+    assert checkpoint['sampler']['samples_seen'] == 2 * 2 * 2  # iterations x batch x ranks
 
     with one_thread():
         assert test_tool.main([str(config), str(work_dir / 'iter_2.pth'), '--work-dir', str(tmp_path / 't')]) == 0

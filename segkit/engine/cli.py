@@ -2,15 +2,17 @@
 failures clearly."""
 import argparse
 import os
+import signal
 import sys
 import traceback
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch.distributed
 
 from segkit.checkpoint import CheckpointError, CheckpointMismatchError
 from segkit.config import Config, ConfigError
 
+from .logging import write_to_log_file
 from .runner import Runner, find_latest_checkpoint
 
 
@@ -76,18 +78,26 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
     A config error prints one line; a checkpoint that ``resume`` cannot load because it does not match the model
     prints the mismatched keys and what to do instead; a missing file or an unreadable or mismatching checkpoint
     prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C prints (and logs)
-    where training stopped and the checkpoint to resume from, and returns 130. The process group, if any, is torn
-    down either way.
+    where training stopped and the checkpoint to resume from, and returns 130; SIGTERM (from a job scheduler,
+    torchrun or ``kill``) does the same and returns 143. A failure is also written to the run's text log. The
+    process group, if any, is torn down either way.
     """
     cfg = load_config(build_config)
     if cfg is None:
         return 1
     runner = None
+    terminated = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         runner = Runner.from_cfg(cfg)
         getattr(runner, phase)()
     except KeyboardInterrupt:
-        message = f'{phase} interrupted'
+        message = f'{phase} {"terminated (SIGTERM)" if terminated else "interrupted"}'
         if runner is not None and phase == 'train':
             last = find_latest_checkpoint(runner.work_dir)
             message += f' at iteration {runner.iter}; ' + (
@@ -96,17 +106,21 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
             runner.logger.warning(message)  # the text log records why it ends here
         else:
             print(message, file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
     except Exception as e:
         if isinstance(e, CheckpointMismatchError) and phase == 'train' and cfg.get('resume'):
             print(resume_mismatch_message(e), file=sys.stderr)  # it names every key: no traceback needed
             return 1
         verb = {'train': 'training', 'test': 'testing', 'val': 'validation'}[phase]
         print(f'error: {verb} failed: {describe_error(e)}', file=sys.stderr)
+        details = ''
         if not isinstance(e, (FileNotFoundError, CheckpointError)):  # those messages say all there is to say
-            traceback.print_exc()
+            details = traceback.format_exc()
+            print(details, file=sys.stderr, end='')
+        write_to_log_file(f'{verb} failed: {describe_error(e)}\n{details}'.rstrip())
         return 1
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return 0

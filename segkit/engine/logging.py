@@ -1,7 +1,7 @@
 """The runner's logging: handlers on the ``segkit`` logger, and the message hub that hooks share.
 
 Rank 0 logs to the console and to ``<log_dir>/<timestamp>.log``; the other ranks print warnings and errors only,
-so a multi-GPU run shows one stream of progress.
+tagged ``[rank N]``, so a multi-GPU run shows one stream of progress.
 """
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def setup_logger(log_file: Optional[str], log_level: str = 'INFO', rank: int = 0
     logger = logging.getLogger(LOGGER_NAME)
     close_runner_handlers()
     _saved_logger_state = (logger.level, logger.propagate)
-    formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+    formatter = logging.Formatter(LOG_FORMAT if rank == 0 else LOG_FORMAT.replace(' - %(levelname)s',
+                                                                                   f' - [rank {rank}] %(levelname)s'),
+                                  DATE_FORMAT)
     console = _RunnerStreamHandler(sys.stdout)
     console.setLevel(level if rank == 0 else logging.WARNING)
     console.setFormatter(formatter)
@@ -57,6 +59,15 @@ def setup_logger(log_file: Optional[str], log_level: str = 'INFO', rank: int = 0
     logger.setLevel(level if rank == 0 else logging.WARNING)
     logger.propagate = False
     return logger
+
+
+def write_to_log_file(message: str, level: int = logging.ERROR) -> None:
+    """Record ``message`` in the run's text log only: for what the command line has already printed."""
+    logger = logging.getLogger(LOGGER_NAME)
+    record = logger.makeRecord(LOGGER_NAME, level, __file__, 0, message, None, None)
+    for handler in logger.handlers:
+        if isinstance(handler, _RunnerFileHandler):
+            handler.handle(record)
 
 
 def close_runner_handlers() -> None:
