@@ -168,6 +168,9 @@ def save_checkpoint(obj: Any, path: str) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private (0600); a checkpoint gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

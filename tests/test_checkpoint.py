@@ -114,3 +114,14 @@ def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(load_file(str(path))['state_dict']['w'], torch.ones(2))
     assert os.listdir(tmp_path) == ['ckpt.pth']                   # no temporary file left behind
+
+
+def test_saved_checkpoints_get_the_usual_file_mode(tmp_path):
+    """Written through a private temporary file, the checkpoint still gets 0666 minus the umask (teammates on
+    shared storage can read it)."""
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint({'state_dict': {}}, str(tmp_path / 'a.pth'))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / 'a.pth').stat().st_mode & 0o777 == 0o644
