@@ -322,6 +322,14 @@ def test_other_ranks_print_only_warnings_tagged_with_their_rank(capsys):
     assert 'progress' not in out and ' - segkit - [rank 1] WARNING - something odd' in out
 
 
+def test_a_bad_sync_bn_value_is_refused_in_a_single_process_too(tmp_path):
+    """sync_bn is used only when distributed; a typo must not wait for the first multi-GPU run to show."""
+    with pytest.raises(ValueError, match='sync_bn must be None, "torch" or "mmcv", got \'troch\''):
+        Runner.from_cfg(tiny_cfg(tmp_path, sync_bn='troch'))
+    Runner.from_cfg(tiny_cfg(tmp_path, sync_bn='mmcv'))
+    close_runner_handlers()
+
+
 @HOOKS.register_module(force=True)
 class FailingHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):

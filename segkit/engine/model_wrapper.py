@@ -46,6 +46,12 @@ class SegDistributedDataParallel(nn.parallel.DistributedDataParallel):
         return self.module.test_step(data)
 
 
+def check_sync_bn(sync_bn: Optional[str]) -> None:
+    """MMEngine's ``sync_bn`` values: None, ``'torch'`` or ``'mmcv'`` (segkit's SyncBatchNorm for both)."""
+    if sync_bn not in (None, 'torch', 'mmcv'):
+        raise ValueError(f'sync_bn must be None, "torch" or "mmcv", got {sync_bn!r}')
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The segmentor inside a DistributedDataParallel or test-time-augmentation wrapper (whose checkpoints
     hold the segmentor's weights); the model itself otherwise."""
@@ -67,11 +73,10 @@ def wrap_model_for_distributed(model: nn.Module, device: torch.device, model_wra
         model_wrapper_cfg: MMEngine's ``model_wrapper_cfg``: an optional ``type`` (one of ``WRAPPER_TYPES``, all
             meaning this wrapper) plus DistributedDataParallel arguments such as ``find_unused_parameters``.
         find_unused_parameters: used when ``model_wrapper_cfg`` does not set it (the config's top-level key).
-        sync_bn: None or ``'torch'`` (the config's top-level ``sync_bn``).
+        sync_bn: None, ``'torch'`` or ``'mmcv'`` (the config's top-level ``sync_bn``; both values convert).
     """
-    if sync_bn not in (None, 'torch'):
-        raise ValueError(f'sync_bn must be None or "torch", got {sync_bn!r}')
-    if sync_bn == 'torch':
+    check_sync_bn(sync_bn)
+    if sync_bn is not None:
         model = convert_sync_batchnorm(model)
     kwargs = dict(model_wrapper_cfg or {})
     wrapper_type = kwargs.pop('type', 'MMDistributedDataParallel')

@@ -37,7 +37,7 @@ from .compile import compile_networks, compile_options
 from .hooks import EVENTS, Hook, get_priority
 from .logging import MessageHub, setup_logger
 from .loops import Evaluator, dataset_meta_of
-from .model_wrapper import unwrap_model, wrap_model_for_distributed
+from .model_wrapper import check_sync_bn, unwrap_model, wrap_model_for_distributed
 from .open_files import raise_open_file_limit
 from .optim import build_optim_wrapper, build_param_schedulers, scale_lr
 from .rng import capture_rng_state, restore_rng_state, set_random_seed
@@ -160,6 +160,7 @@ class Runner:
                  cfg: Optional[ConfigLike] = None) -> None:
         self.cfg: Dict[str, Any] = cfg.to_dict() if isinstance(cfg, Config) else copy.deepcopy(dict(cfg or {}))
         self._compile_options = compile_options(self.cfg.get('compile'))
+        check_sync_bn(self.cfg.get('sync_bn'))  # used only when distributed: a typo must not wait for that
         self.work_dir = os.path.abspath(work_dir)
         self._setup_env(env_cfg or {}, launcher)
         self.rank, self.world_size = get_dist_info()
