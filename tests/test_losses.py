@@ -172,3 +172,12 @@ def test_accuracy():
     torch.testing.assert_close(accuracy(pred, target), torch.tensor(50.0))
     with pytest.raises(ValueError, match='topk'):
         accuracy(pred, target, topk=4)
+
+
+@pytest.mark.parametrize('loss_type', [CrossEntropyLoss, DiceLoss, FocalLoss, LovaszLoss])
+def test_an_unknown_reduction_is_refused_when_built_and_when_overridden(loss_type):
+    with pytest.raises(ValueError, match='reduction must be "none", "mean" or "sum", got \'avg\''):
+        loss_type(reduction='avg')
+    loss = loss_type(reduction='mean', **({'loss_type': 'multi_class'} if loss_type is LovaszLoss else {}))
+    with pytest.raises(ValueError, match='reduction_override must be "none", "mean" or "sum", got \'avg\''):
+        loss(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), reduction_override='avg')

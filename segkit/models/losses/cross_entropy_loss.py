@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segkit.registry import MODELS
-from .utils import ClassWeight, check_reduction, get_class_weight, weight_reduce_loss
+from .utils import ClassWeight, check_reduction, get_class_weight, validate_reduction, weight_reduce_loss
 
 
 def cross_entropy(pred: torch.Tensor, label: torch.Tensor, weight: Optional[torch.Tensor] = None,
@@ -93,7 +93,7 @@ class CrossEntropyLoss(nn.Module):
         super().__init__()
         if use_mask:
             raise ValueError('CrossEntropyLoss: use_mask=True (instance-mask cross-entropy) is not supported')
-        check_reduction(reduction, reduction)
+        validate_reduction(reduction)
         self.use_sigmoid = use_sigmoid
         self.reduction = reduction
         self.loss_weight = loss_weight

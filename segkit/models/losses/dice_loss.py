@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segkit.registry import MODELS
-from .utils import check_reduction, weight_reduce_loss
+from .utils import check_reduction, validate_reduction, weight_reduce_loss
 
 
 def dice_loss(pred: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None, eps: float = 1e-3,
@@ -62,7 +62,7 @@ class DiceLoss(nn.Module):
                  naive_dice: bool = False, loss_weight: float = 1.0, ignore_index: Optional[int] = 255,
                  eps: float = 1e-3, loss_name: str = 'loss_dice') -> None:
         super().__init__()
-        check_reduction(reduction, reduction)
+        validate_reduction(reduction)
         self.use_sigmoid = use_sigmoid
         self.activate = activate
         self.reduction = reduction

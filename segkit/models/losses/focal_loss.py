@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segkit.registry import MODELS
-from .utils import check_reduction, weight_reduce_loss
+from .utils import check_reduction, validate_reduction, weight_reduce_loss
 
 
 def sigmoid_focal_loss(pred: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
@@ -63,7 +63,7 @@ class FocalLoss(nn.Module):
         super().__init__()
         if not use_sigmoid:
             raise ValueError('FocalLoss: only the sigmoid form exists (use_sigmoid=True)')
-        check_reduction(reduction, reduction)
+        validate_reduction(reduction)
         self.use_sigmoid = use_sigmoid
         self.gamma = float(gamma)
         self.alpha = alpha if isinstance(alpha, (int, float)) else [float(a) for a in alpha]

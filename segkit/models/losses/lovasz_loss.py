@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segkit.registry import MODELS
-from .utils import ClassWeight, check_reduction, get_class_weight, weight_reduce_loss
+from .utils import ClassWeight, check_reduction, get_class_weight, validate_reduction, weight_reduce_loss
 
 Classes = Union[str, Sequence[int]]
 
@@ -91,7 +91,7 @@ class LovaszLoss(nn.Module):
         if not (classes in ('all', 'present') or
                 (isinstance(classes, (list, tuple)) and all(isinstance(c, int) for c in classes))):
             raise ValueError(f"LovaszLoss: classes must be 'all', 'present' or a list of ints, got {classes!r}")
-        check_reduction(reduction, reduction)
+        validate_reduction(reduction)
         self.loss_type = loss_type
         self.classes = classes
         self.per_image = per_image

@@ -66,8 +66,15 @@ def weight_reduce_loss(loss: torch.Tensor, weight: Optional[torch.Tensor] = None
     return loss.sum() / (avg_factor + EPS)
 
 
+def validate_reduction(reduction: str, name: str = 'reduction') -> str:
+    """``reduction`` if it is "none", "mean" or "sum"; a ValueError naming ``name`` otherwise."""
+    if reduction not in ('none', 'mean', 'sum'):
+        raise ValueError(f'{name} must be "none", "mean" or "sum", got {reduction!r}')
+    return reduction
+
+
 def check_reduction(reduction_override: Optional[str], default: str) -> str:
     """The reduction to use: ``reduction_override`` when given, else ``default``."""
-    if reduction_override not in (None, 'none', 'mean', 'sum'):
-        raise ValueError(f'reduction_override must be None, "none", "mean" or "sum", got {reduction_override!r}')
-    return reduction_override or default
+    if reduction_override is None:
+        return default
+    return validate_reduction(reduction_override, 'reduction_override')
