@@ -147,6 +147,13 @@ def load_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], stric
     return report
 
 
+def weights_left_out(report: Dict[str, List[str]]) -> List[str]:
+    """The model weights a non-strict ``load_state_dict`` left at their initialisation: missing ones (BatchNorm's
+    ``num_batches_tracked`` counters aside, which do not affect a forward pass) and those of another shape."""
+    missing = [key for key in report['missing_keys'] if not key.endswith('num_batches_tracked')]
+    return missing + report['shape_mismatch']
+
+
 def load_checkpoint(model: nn.Module, filename: str, map_location: Union[str, torch.device] = 'cpu',
                     strict: bool = True, prefix: Optional[str] = None, weights_only: bool = True) -> Any:
     """Load weights from ``filename`` into ``model``; returns the raw checkpoint (for its ``meta``)."""

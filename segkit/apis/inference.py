@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from segkit.checkpoint import extract_state_dict, load_file, load_state_dict
+from segkit.checkpoint import (CheckpointMismatchError, extract_state_dict, load_file, load_state_dict,
+                               weights_left_out)
 from segkit.config import Config
 from segkit.datasets.transforms import Compose
 from segkit.registry import MODELS, UnknownTypeError
@@ -68,16 +69,20 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
 
 
 def _load_weights(model: nn.Module, checkpoint: str) -> dict:
-    """Load the tensors the model has (warning about the others, raising on missing or wrong-shape ones);
-    returns the checkpoint's ``meta``."""
+    """Load the tensors the model has, warning about the others and raising when a weight is missing or of another
+    shape (the rule evaluation applies in the runner); returns the checkpoint's ``meta``."""
     loaded = load_file(checkpoint)
-    state = extract_state_dict(loaded)
-    own_keys = set(model.state_dict())
-    unused = [key for key in state if key not in own_keys]
+    report = load_state_dict(model, extract_state_dict(loaded), strict=False, source=checkpoint)
+    left_out = weights_left_out(report)
+    if left_out:
+        raise CheckpointMismatchError(
+            f'{checkpoint} does not provide every weight of {type(model).__name__} (check that the config matches '
+            f'the checkpoint, e.g. model.decode_head.num_classes): ' + ', '.join(left_out[:20])
+            + (f' ... and {len(left_out) - 20} more' if len(left_out) > 20 else ''), report, checkpoint)
+    unused = report['unexpected_keys']
     if unused:
         warnings.warn(f'{checkpoint}: {len(unused)} tensors the model does not have are skipped: '
                       f'{", ".join(unused[:10])}{" ..." if len(unused) > 10 else ""}')
-    load_state_dict(model, {k: v for k, v in state.items() if k in own_keys}, strict=True, source=checkpoint)
     return (loaded.get('meta') if isinstance(loaded, dict) else None) or {}
 
 

@@ -26,7 +26,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 import segkit
-from segkit.checkpoint import CheckpointError, extract_state_dict, load_file, load_state_dict, save_checkpoint
+from segkit.checkpoint import (CheckpointError, extract_state_dict, load_file, load_state_dict, save_checkpoint,
+                               weights_left_out)
 from segkit.config import Config, ConfigError, check_keys
 from segkit.datasets import build_dataloader
 from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_distributed, is_main_process
@@ -575,8 +576,7 @@ class Runner:
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         report = load_state_dict(unwrap_model(self.model), checkpoint['state_dict'], strict=strict, source=filename)
         problems = {k: v for k, v in report.items() if v}
-        lacking = ([k for k in report['missing_keys'] if not k.endswith('num_batches_tracked')]
-                   + report['shape_mismatch'])
+        lacking = weights_left_out(report)
         if require_all_weights and lacking:
             raise CheckpointError(
                 f'{filename} does not provide every weight of {type(unwrap_model(self.model)).__name__}, so the '
