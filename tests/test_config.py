@@ -235,6 +235,15 @@ def test_merge_from_dict_rejects_paths_that_do_not_exist(tree):
     with pytest.warns(UserWarning, match="<top level> has no key 'randomness'; creating it"):
         cfg.merge_from_dict({'randomness.seed': 3})
     assert cfg.randomness.seed == 3
+    # a new argument that resembles an existing key is expected when the same overrides change the type
+    cfg.merge_from_dict({'optim_wrapper': dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))})
+    with pytest.warns(UserWarning, match="adds a new key 'dtype' to optim_wrapper; did you mean 'type'"):
+        cfg.merge_from_dict({'optim_wrapper.dtype': 'bfloat16'})
+    del cfg.optim_wrapper['dtype']
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        cfg.merge_from_dict({'optim_wrapper.dtype': 'bfloat16', 'optim_wrapper.type': 'AmpOptimWrapper'})
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
 
 
 def test_overriding_a_variable_the_file_copied_names_the_copies(tree):

@@ -234,17 +234,21 @@ class Config:
         Overriding a top-level variable that the file copied into other keys when it was read (``train_pipeline``
         into ``train_dataloader.dataset.pipeline``, ``data_root`` into each dataset, ``val_dataloader`` into
         ``test_dataloader``) leaves the copies unchanged, as in MMEngine; a warning names them.
+
+        A new key that resembles an existing one (``dtype`` beside ``type``) is added with a warning, unless the
+        same overrides change that dict's ``type``: another type takes other arguments.
         """
+        retyped = {dotted.rpartition('.')[0] for dotted in options if dotted.rpartition('.')[2] == 'type'}
         for dotted, value in options.items():
             top, _, rest = dotted.partition('.')
             copies = list(_copies_of(self._cfg_dict, top)) if top in self._cfg_dict else []
-            self._set_dotted(dotted, value, allow_list_keys)
+            self._set_dotted(dotted, value, allow_list_keys, warn_new_key=dotted.rpartition('.')[0] not in retyped)
             if copies:
                 instead = ', '.join('.'.join(filter(None, (path, rest))) for path in copies)
                 warnings.warn(f'override {dotted!r} changes {top!r} but not the copies of it that the config file '
                               f'made when it was read: {", ".join(copies)}; to change those too, override {instead}')
 
-    def _set_dotted(self, dotted: str, value: Any, allow_list_keys: bool) -> None:
+    def _set_dotted(self, dotted: str, value: Any, allow_list_keys: bool, warn_new_key: bool = True) -> None:
         parts = dotted.split('.')
         node: Any = self._cfg_dict
         for depth, part in enumerate(parts):
@@ -264,7 +268,7 @@ class Config:
                 node = node[index]
             elif isinstance(node, dict):
                 if last:
-                    if part not in node:
+                    if part not in node and warn_new_key:
                         close = difflib.get_close_matches(part, [str(k) for k in node], n=3)
                         if close:
                             warnings.warn(f'override {dotted!r} adds a new key {part!r} to {where}; '
