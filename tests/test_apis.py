@@ -62,7 +62,13 @@ def test_init_model_checkpoint_mismatches(model_files, tmp_path):
     assert counters
     torch.save(dict(state_dict={k: v for k, v in state.items() if k not in counters}), tmp_path / 'no_counters.pth')
     with pytest.warns(UserWarning, match='auxiliary_head'):
-        init_model(cfg, str(tmp_path / 'no_counters.pth'))
+        with pytest.warns(UserWarning, match='carries no dataset_meta .* model.dataset_meta is None'):
+            assert init_model(cfg, str(tmp_path / 'no_counters.pth')).dataset_meta is None
+    # without meta in the file, the config's test dataset names the classes when their number fits the model
+    cfg.test_dataloader = dict(dataset=dict(type='CityscapesDataset'))
+    with pytest.warns(UserWarning, match="carries no dataset_meta .* the config's test dataset, CityscapesDataset"):
+        meta = init_model(cfg, str(tmp_path / 'no_counters.pth')).dataset_meta
+    assert meta['classes'][:2] == ('road', 'sidewalk') and len(meta['palette']) == 19
     cfg.model.decode_head.num_classes = 5
     with pytest.raises(CheckpointError, match='does not provide every weight.*decode_head.conv_seg.weight'):
         init_model(cfg, str(model_files[1]))

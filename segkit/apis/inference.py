@@ -5,7 +5,7 @@ import copy
 import os
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -16,7 +16,7 @@ from segkit.checkpoint import (CheckpointMismatchError, extract_state_dict, load
                                weights_left_out)
 from segkit.config import Config
 from segkit.datasets.transforms import Compose
-from segkit.registry import MODELS, UnknownTypeError
+from segkit.registry import DATASETS, MODELS, UnknownTypeError
 from segkit.visualization import Palette, draw_overlay
 
 ImageInput = Union[str, Path, np.ndarray]
@@ -61,11 +61,31 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
         dataset_meta = meta['dataset_meta']
     elif 'CLASSES' in meta:  # MMSeg 0.x checkpoints
         dataset_meta = dict(classes=meta['CLASSES'], palette=meta.get('PALETTE'))
+    elif checkpoint is not None:
+        dataset_name, dataset_meta = _config_dataset_meta(config, model)
+        warnings.warn(f'{checkpoint} carries no dataset_meta (classes, palette): '
+                      + (f"using those of the config's test dataset, {dataset_name}" if dataset_meta
+                         else 'model.dataset_meta is None (show_result then uses its default palette)'))
     else:
         dataset_meta = None
     model.cfg = config
     model.dataset_meta = dataset_meta
     return model.to(device).eval()
+
+
+def _config_dataset_meta(config: Config, model: nn.Module) -> Tuple[Optional[str], Optional[dict]]:
+    """(name, classes and palette) of the config's test dataset (its class's ``METAINFO`` updated by the config's
+    ``metainfo``) when it has as many classes as the model; (None, None) otherwise. (MMSeg falls back to
+    Cityscapes' classes.)"""
+    dataset_cfg = (config.get('test_dataloader') or {}).get('dataset') or {}
+    dataset_cls = DATASETS.get(dataset_cfg.get('type'), None) if isinstance(dataset_cfg.get('type'), str) else None
+    if dataset_cls is None or not hasattr(dataset_cls, '_load_metainfo'):
+        return None, None
+    metainfo = dataset_cls._load_metainfo(dataset_cfg.get('metainfo'))
+    classes = metainfo.get('classes')
+    if not classes or len(classes) != getattr(model, 'num_classes', None):
+        return None, None
+    return dataset_cls.__name__, dict(classes=tuple(classes), palette=metainfo.get('palette'))
 
 
 def _load_weights(model: nn.Module, checkpoint: str) -> dict:
