@@ -336,6 +336,18 @@ class FailingHook(Hook):
         raise RuntimeError('deliberate failure after iteration 1')
 
 
+@pytest.mark.parametrize('override, message', [
+    (dict(randomness=dict(seedd=1)), "randomness.seedd is not a setting segkit knows; did you mean 'seed'?"),
+    (dict(custom_hooks=[dict(type='RecordLosHook')]), "config key custom_hooks.0.type: 'RecordLosHook' is not registered"),
+])
+def test_config_key_and_type_errors_print_one_line(tmp_path, capsys, override, message):
+    from segkit.engine import cli
+    assert cli.run_phase(lambda: tiny_cfg(tmp_path, **override), 'train') == 1
+    close_runner_handlers()
+    err = capsys.readouterr().err
+    assert err.startswith('error: training failed: ') and message in err and 'Traceback' not in err
+
+
 def test_a_training_failure_is_recorded_in_the_text_log(tmp_path, capsys):
     from segkit.engine import cli
     cfg = tiny_cfg(tmp_path, custom_hooks=[dict(type='FailingHook')])

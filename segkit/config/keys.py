@@ -7,8 +7,12 @@ import warnings
 from typing import Mapping, Sequence
 
 
+class UnknownKeyError(KeyError):
+    """A config section names a key its reader does not know (a KeyError, as MMEngine raises for these)."""
+
+
 def check_keys(section: str, given: Mapping, supported: Sequence[str], ignored: Sequence[str] = ()) -> None:
-    """Raise KeyError for a key of ``given`` that is neither ``supported`` nor ``ignored``, naming the closest
+    """Raise UnknownKeyError for a key of ``given`` that is neither ``supported`` nor ``ignored``, naming the closest
     known keys; warn for each ``ignored`` one (keys MMEngine/MMSeg define that segkit accepts without acting
     on them)."""
     for key in given:
@@ -20,4 +24,5 @@ def check_keys(section: str, given: Mapping, supported: Sequence[str], ignored: 
             continue
         close = difflib.get_close_matches(str(key), [*supported, *ignored], n=2)
         hint = f'; did you mean {" or ".join(map(repr, close))}?' if close else ''
-        raise KeyError(f'{section}.{key} is not a setting segkit knows{hint} (known: {", ".join(supported)})')
+        raise UnknownKeyError(f'{section}.{key} is not a setting segkit knows{hint} '
+                              f'(known: {", ".join(supported)})')

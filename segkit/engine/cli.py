@@ -10,10 +10,15 @@ from typing import Any, Callable, Optional
 import torch.distributed
 
 from segkit.checkpoint import CheckpointError, CheckpointMismatchError
-from segkit.config import Config, ConfigError
+from segkit.config import Config, ConfigError, UnknownKeyError
+from segkit.registry import UnknownTypeError
 
 from .logging import write_to_log_file
 from .runner import Runner, find_latest_checkpoint
+
+
+# Failures whose message names the file, key or value at fault: printed without a traceback.
+ONE_LINE_ERRORS = (FileNotFoundError, CheckpointError, UnknownKeyError, UnknownTypeError)
 
 
 def describe_error(e: BaseException) -> str:
@@ -76,8 +81,8 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
     """Build the config, then ``Runner.from_cfg(cfg).<phase>()``; returns the process exit code.
 
     A config error prints one line; a checkpoint that ``resume`` cannot load because it does not match the model
-    prints the mismatched keys and what to do instead; a missing file or an unreadable or mismatching checkpoint
-    prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C prints (and logs)
+    prints the mismatched keys and what to do instead; a missing file, an unreadable or mismatching checkpoint, or
+    a config key or ``type`` segkit does not know prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C prints (and logs)
     where training stopped and the checkpoint to resume from, and returns 130; SIGTERM (from a job scheduler,
     torchrun or ``kill``) does the same and returns 143. A failure is also written to the run's text log. The
     process group, if any, is torn down either way.
@@ -114,7 +119,7 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
         verb = {'train': 'training', 'test': 'testing', 'val': 'validation'}[phase]
         print(f'error: {verb} failed: {describe_error(e)}', file=sys.stderr)
         details = ''
-        if not isinstance(e, (FileNotFoundError, CheckpointError)):  # those messages say all there is to say
+        if not isinstance(e, ONE_LINE_ERRORS):  # those messages say all there is to say
             details = traceback.format_exc()
             print(details, file=sys.stderr, end='')
         write_to_log_file(f'{verb} failed: {describe_error(e)}\n{details}'.rstrip())
