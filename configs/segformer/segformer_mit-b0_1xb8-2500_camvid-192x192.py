@@ -1,5 +1,5 @@
 # SegFormer-B0 trained from scratch on CamVid (no pretrained weights) on a 2-core CPU in about a quarter of an hour.
-# Link the data first: ln -s ../../shared/data/camvid data/camvid
+# Link the data first: [ -e data/camvid ] || ln -s ../../shared/data/camvid data/camvid
 # Training sees images rescaled to 0.5-1.0x of 480x360 and 192x192 crops; evaluation runs at 0.75x and
 # scores the predictions against the full-resolution 480x360 labels.
 _base_ = [

@@ -1,5 +1,5 @@
 # CamVid (SegNet split), 11 classes, 480x360 images; labels 0..10 with 255 = void.
-# Link the data first: ln -s ../../shared/data/camvid data/camvid   (see data/README.md)
+# Link the data first: [ -e data/camvid ] || ln -s ../../shared/data/camvid data/camvid   (see data/README.md)
 dataset_type = 'CamVidDataset'
 data_root = 'data/camvid'
 crop_size = (360, 480)  # (h, w): whole frames; smaller rescales are padded by the data preprocessor
