@@ -82,10 +82,10 @@ def run_phase(build_config: Callable[[], Config], phase: str) -> int:
 
     A config error prints one line; a checkpoint that ``resume`` cannot load because it does not match the model
     prints the mismatched keys and what to do instead; a missing file, an unreadable or mismatching checkpoint, or
-    a config key or ``type`` segkit does not know prints one line; any other failure prints a clear first line, then the traceback. Ctrl-C prints (and logs)
-    where training stopped and the checkpoint to resume from, and returns 130; SIGTERM (from a job scheduler,
-    torchrun or ``kill``) does the same and returns 143. A failure is also written to the run's text log. The
-    process group, if any, is torn down either way.
+    a config key or ``type`` segkit does not know prints one line; any other failure prints a clear first line,
+    then the traceback. A failure is also written to the run's text log. Ctrl-C prints (and logs) where training
+    stopped and the checkpoint to resume from, and returns 130; SIGTERM (from a job scheduler, torchrun or
+    ``kill``) does the same and returns 143. The process group, if any, is torn down either way.
     """
     cfg = load_config(build_config)
     if cfg is None:
