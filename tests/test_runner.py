@@ -338,7 +338,8 @@ class FailingHook(Hook):
 
 @pytest.mark.parametrize('override, message', [
     (dict(randomness=dict(seedd=1)), "randomness.seedd is not a setting segkit knows; did you mean 'seed'?"),
-    (dict(custom_hooks=[dict(type='RecordLosHook')]), "config key custom_hooks.0.type: 'RecordLosHook' is not registered"),
+    (dict(custom_hooks=[dict(type='RecordLosHook')]),
+     "config key custom_hooks.0.type: 'RecordLosHook' is not registered"),
 ])
 def test_config_key_and_type_errors_print_one_line(tmp_path, capsys, override, message):
     from segkit.engine import cli
