@@ -210,6 +210,16 @@ def test_validation_does_not_change_what_training_draws(tmp_path):
     assert losses_with(val_interval=1) == losses_with(val_interval=100)
 
 
+def test_each_validation_during_training_first_shares_rank_0s_buffers(tmp_path, monkeypatch):
+    """The loop hands the model to broadcast_buffers before every validation (a no-op in one process; what it
+    does across processes is tested in test_sync_bn.py)."""
+    import segkit.engine.loops as loops
+    calls = []
+    monkeypatch.setattr(loops, 'broadcast_buffers', lambda model: calls.append((model, model.training)))
+    runner, model, _ = train(tiny_cfg(tmp_path, custom_hooks=[dict(type='RecordLossHook')]))  # validates at 3, 6
+    assert len(calls) == 2 and all(m is model and training for m, training in calls)
+
+
 def test_load_from_loads_weights_but_starts_a_new_run(trained, tmp_path):
     seen = {}
 
