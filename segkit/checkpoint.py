@@ -147,11 +147,18 @@ def load_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], stric
     return report
 
 
-def weights_left_out(report: Dict[str, List[str]]) -> List[str]:
-    """The model weights a non-strict ``load_state_dict`` left at their initialisation: missing ones (BatchNorm's
-    ``num_batches_tracked`` counters aside, which do not affect a forward pass) and those of another shape."""
+def require_every_weight(model: nn.Module, report: Dict[str, List[str]], source: str, consequence: str = '') -> None:
+    """Raise :class:`CheckpointError` naming the weights a non-strict ``load_state_dict`` (its ``report``) left at
+    their initialisation: missing ones (BatchNorm's ``num_batches_tracked`` counters aside, which do not affect a
+    forward pass) and those of another shape. Keys the model does not have are fine. ``consequence`` is said
+    after the model's name (", so ...")."""
     missing = [key for key in report['missing_keys'] if not key.endswith('num_batches_tracked')]
-    return missing + report['shape_mismatch']
+    left_out = missing + report['shape_mismatch']
+    if left_out:
+        raise CheckpointError(
+            f'{source} does not provide every weight of {type(model).__name__}{consequence}; check that the config '
+            f'matches the checkpoint (e.g. model.decode_head.num_classes): ' + ', '.join(left_out[:20])
+            + (f' ... and {len(left_out) - 20} more' if len(left_out) > 20 else ''))
 
 
 def load_checkpoint(model: nn.Module, filename: str, map_location: Union[str, torch.device] = 'cpu',

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from segkit.checkpoint import (CheckpointMismatchError, extract_state_dict, load_file, load_state_dict,
-                               weights_left_out)
+from segkit.checkpoint import extract_state_dict, load_file, load_state_dict, require_every_weight
 from segkit.config import Config
 from segkit.datasets.transforms import Compose
 from segkit.registry import DATASETS, MODELS, UnknownTypeError
@@ -93,12 +92,7 @@ def _load_weights(model: nn.Module, checkpoint: str) -> dict:
     shape (the rule evaluation applies in the runner); returns the checkpoint's ``meta``."""
     loaded = load_file(checkpoint)
     report = load_state_dict(model, extract_state_dict(loaded), strict=False, source=checkpoint)
-    left_out = weights_left_out(report)
-    if left_out:
-        raise CheckpointMismatchError(
-            f'{checkpoint} does not provide every weight of {type(model).__name__} (check that the config matches '
-            f'the checkpoint, e.g. model.decode_head.num_classes): ' + ', '.join(left_out[:20])
-            + (f' ... and {len(left_out) - 20} more' if len(left_out) > 20 else ''), report, checkpoint)
+    require_every_weight(model, report, checkpoint)
     unused = report['unexpected_keys']
     if unused:
         warnings.warn(f'{checkpoint}: {len(unused)} tensors the model does not have are skipped: '

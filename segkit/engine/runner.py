@@ -26,8 +26,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 import segkit
-from segkit.checkpoint import (CheckpointError, extract_state_dict, load_file, load_state_dict, save_checkpoint,
-                               weights_left_out)
+from segkit.checkpoint import extract_state_dict, load_file, load_state_dict, require_every_weight, save_checkpoint
 from segkit.config import Config, ConfigError, check_keys
 from segkit.datasets import build_dataloader
 from segkit.dist import barrier, broadcast_object, get_dist_info, init_dist, is_distributed, is_main_process
@@ -576,13 +575,9 @@ class Runner:
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         report = load_state_dict(unwrap_model(self.model), checkpoint['state_dict'], strict=strict, source=filename)
         problems = {k: v for k, v in report.items() if v}
-        lacking = weights_left_out(report)
-        if require_all_weights and lacking:
-            raise CheckpointError(
-                f'{filename} does not provide every weight of {type(unwrap_model(self.model)).__name__}, so the '
-                f'evaluation would score layers that keep their initialisation; check that the config matches '
-                f'the checkpoint (e.g. model.decode_head.num_classes): ' + ', '.join(lacking[:20])
-                + (f' ... and {len(lacking) - 20} more' if len(lacking) > 20 else ''))
+        if require_all_weights:
+            require_every_weight(unwrap_model(self.model), report, filename,
+                                 ', so the evaluation would score layers that keep their initialisation')
         if problems:
             self.logger.warning(f'{filename} does not fully match the model (those weights keep their '
                                 f'initialisation): {problems}')
