@@ -83,13 +83,21 @@ def test_a_config_error_is_one_clear_line(tmp_path, capsys):
 
 def test_a_runtime_error_leads_with_a_clear_line_then_the_traceback(tmp_path, capsys):
     config = str(write_tiny_config(tmp_path))
+    # the head expects 16 channels from the last stage, which gives 8: the first forward pass fails
+    code = train_tool.main([config, '--cfg-options', 'model.decode_head.in_channels=[8,8,8,16]'])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith('error: training failed: RuntimeError: ')
+    assert 'Traceback (most recent call last)' in err
+
+
+def test_an_unknown_type_is_one_line(tmp_path, capsys):
+    config = str(write_tiny_config(tmp_path))
     code = train_tool.main([config, '--cfg-options', 'model.backbone.type=NoSuchBackbone'])
     assert code == 1
     err = capsys.readouterr().err
-    first_line = err.splitlines()[0]
-    assert first_line.startswith("error: training failed: UnknownTypeError: config key model.backbone.type: "
-                                 "'NoSuchBackbone' is not registered")
-    assert 'Traceback (most recent call last)' in err
+    assert err.startswith("error: training failed: UnknownTypeError: config key model.backbone.type: "
+                          "'NoSuchBackbone' is not registered") and 'Traceback' not in err
 
 
 def test_test_tool_prints_metrics_and_writes_predictions_and_overlays(trained, tmp_path, capsys):
