@@ -13,6 +13,8 @@ from .norm import build_norm_layer
 ACTIVATIONS = {'ReLU': nn.ReLU, 'GELU': nn.GELU, 'LeakyReLU': nn.LeakyReLU, 'PReLU': nn.PReLU,
                'Sigmoid': nn.Sigmoid, 'Tanh': nn.Tanh, 'SiLU': nn.SiLU, 'Swish': nn.SiLU, 'HSwish': nn.Hardswish}
 
+NO_INPLACE_ACTIVATIONS = ('GELU', 'Sigmoid', 'Tanh', 'PReLU')  # their torch modules take no ``inplace``
+
 
 def build_activation_layer(cfg: dict) -> nn.Module:
     """An activation from an ``act_cfg`` like ``dict(type='ReLU', inplace=True)`` (``inplace`` dropped if unused)."""
@@ -20,7 +22,7 @@ def build_activation_layer(cfg: dict) -> nn.Module:
     act_type = cfg.pop('type')
     if act_type not in ACTIVATIONS:
         raise UnknownTypeError(f'unknown activation type {act_type!r}; choose one of {sorted(ACTIVATIONS)}', act_type)
-    if act_type in ('GELU', 'Sigmoid', 'Tanh', 'PReLU'):
+    if act_type in NO_INPLACE_ACTIVATIONS:
         cfg.pop('inplace', None)
     return ACTIVATIONS[act_type](**cfg)
 
@@ -56,7 +58,7 @@ class ConvModule(nn.Module):
             self.add_module(self.norm_name, norm)
         if self.with_activation:
             act_cfg = dict(act_cfg)
-            if act_cfg['type'] not in ('GELU', 'Sigmoid', 'Tanh', 'PReLU'):
+            if act_cfg['type'] not in NO_INPLACE_ACTIVATIONS:
                 act_cfg.setdefault('inplace', inplace)
             self.activate = build_activation_layer(act_cfg)
         self.act_cfg = act_cfg

@@ -173,10 +173,7 @@ def build_norm_layer(cfg: dict, num_features: int, postfix: Union[int, str] = ''
         if 'num_groups' not in cfg:
             raise KeyError('norm_cfg of type GN needs num_groups')
         layer = layer_cls(num_channels=num_features, **cfg)
-    elif layer_type == 'LN':
-        layer = layer_cls(num_features, **cfg)
     else:
-        cfg.setdefault('eps', 1e-5)
         layer = layer_cls(num_features, **cfg)
     for param in layer.parameters():
         param.requires_grad = requires_grad
